@@ -1,0 +1,29 @@
+# `make test` and `make demo` create .venv on first use.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+ARCH := $(shell uname -m)
+
+.PHONY: test demo venv lint clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	# On x86 dev machines take the CPU torch build first, or pip pulls a multi-GB CUDA build.
+	if [ "$(ARCH)" = "x86_64" ]; then $(PY) -m pip install -q torch==2.13.0; fi
+	$(PY) -m pip install -q -e '.[test,quantize,realsense,profile]'
+	touch $@
+
+venv: $(VENV)/.installed
+
+test: $(VENV)/.installed
+	$(PY) -m pytest
+
+demo: $(VENV)/.installed
+	$(VENV)/bin/tinyvla-edge demo
+
+lint:
+	shellcheck jetson_setup.sh .ci/run
+
+clean:
+	rm -rf $(VENV) build *.egg-info

@@ -1,0 +1,1 @@
+"""Hardware drivers: cameras produce Frames, arms take targets. Never imports torch or edge."""

@@ -1,0 +1,48 @@
+"""The error tree for user-facing failures.
+
+Every error a user can cause (bad path, corrupted file, wrong device) is an `EdgeError` whose
+message is one line saying what is wrong and, where it helps, what to do. The CLI prints it
+without a traceback and exits non-zero.
+"""
+
+
+class EdgeError(Exception):
+    """A user-facing failure with a one-line explanation."""
+
+    exit_code = 1
+
+
+class NotImplementedYet(EdgeError):
+    """A command whose issue has not landed."""
+
+    exit_code = 2
+
+
+class CheckpointError(EdgeError):
+    """A training output or checkpoint that cannot be loaded or does not verify."""
+
+
+class BundleError(EdgeError):
+    """A bundle that is missing, corrupted or cannot run here."""
+
+
+class ProfileError(EdgeError):
+    """A deployment profile that does not exist or does not validate."""
+
+
+class MissingDependency(EdgeError):
+    """An optional dependency is not installed; the message names the extra."""
+
+    @classmethod
+    def for_module(cls, module: str, extra: str) -> "MissingDependency":
+        return cls(f"{module} is not installed: pip install 'tinyvla-edge[{extra}]'")
+
+
+def require(module: str, extra: str):
+    """Import an optional heavy dependency, or raise a clear error naming the extra."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as e:
+        raise MissingDependency.for_module(module, extra) from e

@@ -1,0 +1,1 @@
+"""Quantization stage: training output -> verified edge bundle (heavy dependencies allowed)."""
