@@ -1,0 +1,92 @@
+"""Normalization statistics and the conversion of normalized chunks into robot commands."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from pydantic import BaseModel, ConfigDict, field_validator
+
+
+class NormStats(BaseModel):
+    """TinyVLA's `dataset_stats.pkl`: min–max for actions, mean/std for the state (qpos)."""
+
+    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
+
+    action_min: list[float]
+    action_max: list[float]
+    qpos_mean: list[float]
+    qpos_std: list[float]
+    action_mean: list[float] | None = None
+    action_std: list[float] | None = None
+    example_qpos: list[list[float]] | None = None
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _to_list(cls, v):
+        if isinstance(v, np.ndarray):
+            return v.astype(np.float64).tolist()
+        return v
+
+    def normalize_state(self, state: np.ndarray) -> np.ndarray:
+        """(qpos − mean) / std, float32."""
+        mean, std = np.asarray(self.qpos_mean, np.float32), np.asarray(self.qpos_std, np.float32)
+        if state.shape[-1] != mean.shape[0]:
+            raise ValueError(f"state has {state.shape[-1]} values, the policy expects {mean.shape[0]}")
+        return ((state.astype(np.float32) - mean) / std).astype(np.float32)
+
+    def denormalize_actions(self, normalized: np.ndarray) -> np.ndarray:
+        """[−1, 1] → robot units: ((a + 1) / 2) · (max − min) + min (min–max, never mean/std)."""
+        lo, hi = np.asarray(self.action_min, np.float32), np.asarray(self.action_max, np.float32)
+        return (((normalized + 1) / 2) * (hi - lo) + lo).astype(np.float32)
+
+    def summary(self) -> dict:
+        """Ranges for `inspect`."""
+        return {
+            "action_dim": len(self.action_min),
+            "action_min": [round(v, 4) for v in self.action_min],
+            "action_max": [round(v, 4) for v in self.action_max],
+            "state_dim": len(self.qpos_mean),
+            "qpos_mean": [round(v, 4) for v in self.qpos_mean],
+            "qpos_std": [round(v, 4) for v in self.qpos_std],
+        }
+
+
+def rot6d_to_matrix(d6: torch.Tensor) -> torch.Tensor:
+    """Gram–Schmidt on the two 3-vectors; they become the matrix's first two rows."""
+    a1, a2 = d6[..., :3], d6[..., 3:]
+    b1 = torch.nn.functional.normalize(a1, dim=-1)
+    b2 = a2 - (b1 * a2).sum(-1, keepdim=True) * b1
+    b2 = torch.nn.functional.normalize(b2, dim=-1)
+    b3 = torch.cross(b1, b2, dim=-1)
+    return torch.stack((b1, b2, b3), dim=-2)
+
+
+def matrix_to_euler_xyz(m: torch.Tensor) -> torch.Tensor:
+    """Euler XYZ angles (R = Rx·Ry·Rz), as pytorch3d's `matrix_to_euler_angles(m, "XYZ")`."""
+    x = torch.atan2(-m[..., 1, 2], m[..., 2, 2])
+    y = torch.asin(m[..., 0, 2].clamp(-1.0, 1.0))
+    z = torch.atan2(-m[..., 0, 1], m[..., 0, 0])
+    return torch.stack((x, y, z), dim=-1)
+
+
+def euler_xyz_to_matrix(e: torch.Tensor) -> torch.Tensor:
+    """Inverse of `matrix_to_euler_xyz` (R = Rx·Ry·Rz)."""
+    cx, cy, cz = torch.cos(e[..., 0]), torch.cos(e[..., 1]), torch.cos(e[..., 2])
+    sx, sy, sz = torch.sin(e[..., 0]), torch.sin(e[..., 1]), torch.sin(e[..., 2])
+    one, zero = torch.ones_like(cx), torch.zeros_like(cx)
+    rx = torch.stack([one, zero, zero, zero, cx, -sx, zero, sx, cx], -1).reshape(*e.shape[:-1], 3, 3)
+    ry = torch.stack([cy, zero, sy, zero, one, zero, -sy, zero, cy], -1).reshape(*e.shape[:-1], 3, 3)
+    rz = torch.stack([cz, -sz, zero, sz, cz, zero, zero, zero, one], -1).reshape(*e.shape[:-1], 3, 3)
+    return rx @ ry @ rz
+
+
+def to_robot_actions(actions: np.ndarray, layout: str) -> np.ndarray:
+    """De-normalized actions → robot commands. For `xyz_rot6d_gripper` (10-D): xyz, Euler XYZ,
+    gripper (7-D); for `raw` the actions are passed through."""
+    if layout == "raw":
+        return actions.astype(np.float32)
+    if actions.shape[-1] != 10:
+        raise ValueError(f"layout xyz_rot6d_gripper needs 10-D actions, got {actions.shape[-1]}")
+    a = torch.from_numpy(actions.astype(np.float32))
+    euler = matrix_to_euler_xyz(rot6d_to_matrix(a[..., 3:9]))
+    return torch.cat([a[..., :3], euler, a[..., 9:10]], dim=-1).numpy()

@@ -1,0 +1,272 @@
+"""Loading real TinyVLA training outputs (tinyvla-format.md §4) into a verified `Policy`.
+
+Layout: an OUTPUT root with `config.json` and `dataset_stats.pkl`, the final adapter and
+`non_lora_trainables.bin`, and `checkpoint-N/` directories with the same weights plus
+`preprocessor_config.json`. The base VLM (CLIP + Pythia weights, tokenizer) comes from `--base`
+or the path recorded in the config. Unlike the reference loader, which silently leaves the head
+random on a key-prefix mismatch, every head and projector parameter must load, and any missing,
+unexpected or mis-shaped key is an error naming the keys.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from edge.errors import CheckpointError
+from edge.policy.actions import NormStats
+from edge.policy.config import PolicyConfig, policy_config_from_tinyvla
+from edge.policy.head import infer_head_config
+from edge.policy.network import TinyVLANetwork
+from edge.policy.policy import Policy
+from edge.policy.preprocess import ImageSettings
+from edge.policy.prompt import PromptTokenizer
+from edge.policy.safe_io import load_stats_pickle, load_tensors
+
+NON_LORA = "non_lora_trainables.bin"
+ADAPTER_CONFIG = "adapter_config.json"
+ADAPTER_WEIGHTS = ("adapter_model.safetensors", "adapter_model.bin")
+STATS = "dataset_stats.pkl"
+PROCESSOR = "preprocessor_config.json"
+BASE_WEIGHTS = ("model.safetensors", "pytorch_model.bin")
+# Buffers that old transformers versions saved and current ones recompute.
+_IGNORABLE = re.compile(r"(\.attention\.(bias|masked_bias)|rotary_emb\.inv_freq|position_ids)$")
+# Trained in full by TinyVLA: these must come from the training output, never from the base.
+_TRAINED_PREFIXES = ("embed_out.", "gpt_neox.mm_projector.")
+
+
+@dataclass(frozen=True)
+class TrainingOutput:
+    """Where each file of a TinyVLA training output is."""
+
+    root: Path
+    weights_dir: Path  # the root or one checkpoint-N
+    config: Path
+    stats: Path
+    non_lora: Path
+    adapter_config: Path
+    adapter_weights: Path
+    processor: Path | None
+
+
+def _checkpoint_number(p: Path) -> int:
+    m = re.fullmatch(r"checkpoint-(\d+)", p.name)
+    return int(m.group(1)) if m else -1
+
+
+def _non_lora_file(d: Path) -> Path | None:
+    p = d / NON_LORA
+    if p.is_file():
+        return p
+    if p.is_dir() and (p / "pytorch_model.bin").is_file():  # newer DeepSpeed writes a directory
+        return p / "pytorch_model.bin"
+    return None
+
+
+def _has_weights(d: Path) -> bool:
+    return _non_lora_file(d) is not None or (d / ADAPTER_CONFIG).is_file()
+
+
+def locate(path: Path) -> TrainingOutput:
+    """Find the files of a training output given its root or one `checkpoint-N/` inside it."""
+    path = Path(path)
+    if not path.is_dir():
+        raise CheckpointError(f"not a directory: {path}")
+    if _checkpoint_number(path) >= 0 and not (path / "config.json").is_file():
+        root, weights_dir = path.parent, path
+    else:
+        root = path
+        checkpoints = sorted((p for p in root.glob("checkpoint-*") if p.is_dir()), key=_checkpoint_number)
+        weights_dir = root if _has_weights(root) or not checkpoints else checkpoints[-1]
+    config = root / "config.json"
+    if not config.is_file():
+        raise CheckpointError(f"{root}: not a TinyVLA training output (no config.json)")
+    missing = []
+    stats = root / STATS
+    if not stats.is_file():
+        missing.append(STATS)
+    non_lora = _non_lora_file(weights_dir)
+    if non_lora is None:
+        missing.append(NON_LORA)
+    adapter_config = weights_dir / ADAPTER_CONFIG
+    adapter_weights = next((weights_dir / n for n in ADAPTER_WEIGHTS if (weights_dir / n).is_file()), None)
+    if not adapter_config.is_file() or adapter_weights is None:
+        missing.append(f"{ADAPTER_CONFIG} + adapter_model.(safetensors|bin)")
+    if missing:
+        raise CheckpointError(f"{weights_dir}: missing {', '.join(missing)}")
+    processor = next((d / PROCESSOR for d in (weights_dir, root) if (d / PROCESSOR).is_file()), None)
+    return TrainingOutput(root, weights_dir, config, stats, non_lora, adapter_config, adapter_weights, processor)
+
+
+def read_json(path: Path) -> dict:
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise CheckpointError(f"{path}: not valid JSON: {e}") from e
+    if not isinstance(data, dict):
+        raise CheckpointError(f"{path}: expected a JSON object")
+    return data
+
+
+def strip_training_prefixes(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Reference key handling: drop `base_model.` then `model.`, drop LoRA tensors; also remove
+    the `.base_layer` segment newer peft versions insert."""
+    out = {}
+    for key, value in state.items():
+        if "lora_" in key:
+            continue
+        k = key[len("base_model.") :] if key.startswith("base_model.") else key
+        k = k[len("model.") :] if k.startswith("model.") else k
+        out[k.replace(".base_layer.", ".")] = value
+    return out
+
+
+def _base_weight_file(base: Path) -> Path:
+    for name in BASE_WEIGHTS:
+        if (base / name).is_file():
+            return base / name
+    raise CheckpointError(f"{base}: no model.safetensors or pytorch_model.bin in the base VLM directory")
+
+
+def resolve_base(cfg: dict, adapter_cfg: dict, base: Path | None, config_path: Path) -> Path:
+    """The base VLM directory: --base, else the local path the training run recorded."""
+    if base is not None:
+        base = Path(base)
+        if not base.is_dir():
+            raise CheckpointError(f"base VLM directory not found: {base}")
+        return base
+    for recorded in (cfg.get("model_base"), adapter_cfg.get("base_model_name_or_path"), cfg.get("_name_or_path")):
+        if recorded and Path(recorded).is_dir():
+            return Path(recorded)
+    recorded = cfg.get("model_base") or adapter_cfg.get("base_model_name_or_path") or "(none)"
+    raise CheckpointError(
+        f"{config_path}: base VLM '{recorded}' is not a local directory; pass --base DIR (nothing is downloaded)"
+    )
+
+
+def _check_and_load(network: TinyVLANetwork, base_state: dict, trained: dict, where: str) -> None:
+    """Load base then training-output tensors, refusing missing, unexpected or mis-shaped keys."""
+    expected = network.state_dict()
+    unexpected = sorted(k for k in trained if k not in expected and not _IGNORABLE.search(k))
+    if unexpected:
+        raise CheckpointError(f"{where}: unexpected keys {_short(unexpected)}")
+    not_trained = sorted(k for k in expected if k.startswith(_TRAINED_PREFIXES) and k not in trained)
+    if not_trained:
+        raise CheckpointError(f"{where}: head/projector keys missing from {NON_LORA}: {_short(not_trained)}")
+    base_used = {k: v for k, v in base_state.items() if k in expected and not k.startswith(_TRAINED_PREFIXES)}
+    merged = {**base_used, **{k: v for k, v in trained.items() if k in expected}}
+    missing = sorted(k for k in expected if k not in merged)
+    if missing:
+        raise CheckpointError(f"{where}: keys in neither the base VLM nor the training output: {_short(missing)}")
+    for k, v in merged.items():
+        if tuple(v.shape) != tuple(expected[k].shape):
+            raise CheckpointError(
+                f"{where}: tensor '{k}' has shape {tuple(v.shape)}, the config implies {tuple(expected[k].shape)}"
+            )
+    network.load_state_dict(merged, strict=True)
+
+
+def _short(keys: list[str], n: int = 4) -> str:
+    more = f" (+{len(keys) - n} more)" if len(keys) > n else ""
+    return ", ".join(keys[:n]) + more
+
+
+def lora_config(adapter_cfg: dict, where: Path):
+    """A peft LoraConfig from an adapter_config.json written by any peft version (0.4 onwards)."""
+    from edge.errors import require
+
+    peft = require("peft", "quantize")
+    import dataclasses
+
+    known = {f.name for f in dataclasses.fields(peft.LoraConfig)}
+    kwargs = {k: v for k, v in adapter_cfg.items() if k in known}
+    kwargs["task_type"] = None  # our network is a plain module, not a HF causal LM
+    kwargs["inference_mode"] = True
+    if adapter_cfg.get("peft_type", "LORA") != "LORA":
+        raise CheckpointError(f"{where}: peft_type {adapter_cfg.get('peft_type')} is not supported (only LORA)")
+    try:
+        return peft.LoraConfig(**kwargs)
+    except (TypeError, ValueError) as e:
+        raise CheckpointError(f"{where}: invalid adapter config: {e}") from e
+
+
+def merge_adapter(network: TinyVLANetwork, adapter_cfg: dict, adapter_state: dict, where: Path) -> TinyVLANetwork:
+    """Apply the LoRA adapter and merge it into the weights (`merge_and_unload`)."""
+    from peft import PeftModel
+    from peft.utils import set_peft_model_state_dict
+
+    try:
+        peft_model = PeftModel(network, lora_config(adapter_cfg, where))
+    except ValueError as e:
+        raise CheckpointError(f"{where}: adapter does not match the base model: {str(e).splitlines()[0]}") from e
+    lora_keys = {k for k in peft_model.state_dict() if "lora_" in k}
+    try:
+        result = set_peft_model_state_dict(peft_model, adapter_state)
+    except RuntimeError as e:
+        raise CheckpointError(f"{where}: adapter does not match the base model: {str(e).splitlines()[0][:300]}") from e
+    unexpected = [k for k in result.unexpected_keys if "lora_" in k]
+    if unexpected:
+        raise CheckpointError(f"{where}: adapter keys match no module of the base model: {_short(sorted(unexpected))}")
+    loaded = {_adapter_key(k) for k in adapter_state}
+    absent = sorted(k for k in lora_keys if _adapter_key(k) not in loaded)
+    if absent:
+        raise CheckpointError(f"{where}: adapter lacks weights for targeted modules: {_short(absent)}")
+    return peft_model.merge_and_unload()
+
+
+def _adapter_key(key: str) -> str:
+    """Compare adapter keys across peft versions: no adapter-name segment, no base_layer."""
+    return re.sub(r"\.(default)(?=\.|$)", "", key).replace(".base_layer", "")
+
+
+def fingerprint(files: list[Path]) -> str:
+    """sha256 over the given files' names and bytes (identifies the source of a bundle)."""
+    h = hashlib.sha256()
+    for f in sorted(files, key=lambda p: p.name):
+        h.update(f.name.encode())
+        with open(f, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                h.update(block)
+    return h.hexdigest()
+
+
+def load_training_output(path: Path, base: Path | None = None, faithful_bf16_step_embedding: bool = True) -> Policy:
+    """Load a TinyVLA training output (root or checkpoint-N) into a verified, merged Policy."""
+    out = locate(path)
+    raw_cfg = read_json(out.config)
+    cfg: PolicyConfig = policy_config_from_tinyvla(raw_cfg, str(out.config))
+    adapter_cfg = read_json(out.adapter_config)
+    base_dir = resolve_base(raw_cfg, adapter_cfg, base, out.config)
+    stats = NormStats(**{k: v for k, v in load_stats_pickle(out.stats).items() if k in NormStats.model_fields})
+    trained = strip_training_prefixes(load_tensors(out.non_lora))
+    head_cfg = infer_head_config(trained, cfg.head, prefix="embed_out.")
+    cfg = cfg.with_head(**head_cfg.model_dump(exclude={"faithful_bf16_step_embedding"}),
+                        faithful_bf16_step_embedding=faithful_bf16_step_embedding)
+    _check_dims(cfg, stats, out.stats)
+    base_state = {k: v for k, v in load_tensors(_base_weight_file(base_dir)).items() if k != "embed_out.weight"}
+    network = TinyVLANetwork(cfg)
+    _check_and_load(network, base_state, trained, str(out.non_lora))
+    network = merge_adapter(network, adapter_cfg, load_tensors(out.adapter_weights), out.adapter_weights)
+    processor = out.processor or (base_dir / PROCESSOR if (base_dir / PROCESSOR).is_file() else None)
+    settings = ImageSettings.from_processor_config(processor) if processor else ImageSettings(size=cfg.vision.image_size)
+    if settings.size != cfg.vision.image_size:
+        raise CheckpointError(f"{processor}: image size {settings.size} does not match the vision tower's {cfg.vision.image_size}")
+    source = {
+        "kind": "training_output",
+        "path": str(out.weights_dir),
+        "base": str(base_dir),
+        "fingerprint": fingerprint([out.non_lora, out.adapter_weights, out.stats, out.config]),
+    }
+    return Policy(network.eval(), PromptTokenizer(base_dir / "tokenizer.json"), settings, stats, source)
+
+
+def _check_dims(cfg: PolicyConfig, stats: NormStats, where: Path) -> None:
+    if len(stats.action_min) != cfg.head.action_dim:
+        raise CheckpointError(f"{where}: action stats have {len(stats.action_min)} values, action_dim is {cfg.head.action_dim}")
+    if len(stats.qpos_mean) != cfg.head.state_dim:
+        raise CheckpointError(f"{where}: state stats have {len(stats.qpos_mean)} values, state_dim is {cfg.head.state_dim}")
