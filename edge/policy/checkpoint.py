@@ -149,6 +149,26 @@ def resolve_base(cfg: dict, adapter_cfg: dict, base: Path | None, config_path: P
     )
 
 
+def check_base_matches(base_dir: Path, cfg: PolicyConfig) -> None:
+    """The base VLM must have the training output's dimensions (the run was built on it)."""
+    base_cfg_path = base_dir / "config.json"
+    if not base_cfg_path.is_file():
+        raise CheckpointError(f"{base_dir}: not a base VLM directory (no config.json)")
+    raw = read_json(base_cfg_path)
+    tower = raw.get("vision_config", {}).get("vision_tower", {})
+    pairs = [
+        ("hidden_size", raw.get("hidden_size"), cfg.language.hidden_size),
+        ("num_hidden_layers", raw.get("num_hidden_layers"), cfg.language.num_hidden_layers),
+        ("vocab_size", raw.get("vocab_size"), cfg.language.vocab_size),
+        ("vision hidden_size", tower.get("hidden_size"), cfg.vision.hidden_size),
+        ("vision num_hidden_layers", tower.get("num_hidden_layers"), cfg.vision.num_hidden_layers),
+        ("vision image_size", tower.get("image_size"), cfg.vision.image_size),
+    ]
+    wrong = [f"{name} {got} vs {want}" for name, got, want in pairs if got is not None and got != want]
+    if wrong:
+        raise CheckpointError(f"base VLM {base_dir} does not match the training output: {', '.join(wrong)}")
+
+
 def _check_and_load(network: TinyVLANetwork, base_state: dict, trained: dict, where: str) -> None:
     """Load base then training-output tensors, refusing missing, unexpected or mis-shaped keys."""
     expected = network.state_dict()
@@ -159,6 +179,9 @@ def _check_and_load(network: TinyVLANetwork, base_state: dict, trained: dict, wh
     if not_trained:
         raise CheckpointError(f"{where}: head/projector keys missing from {NON_LORA}: {_short(not_trained)}")
     base_used = {k: v for k, v in base_state.items() if k in expected and not k.startswith(_TRAINED_PREFIXES)}
+    for k, v in base_used.items():
+        if tuple(v.shape) != tuple(expected[k].shape):
+            raise CheckpointError(f"base VLM tensor '{k}' has shape {tuple(v.shape)}, the training output implies {tuple(expected[k].shape)}")
     merged = {**base_used, **{k: v for k, v in trained.items() if k in expected}}
     missing = sorted(k for k in expected if k not in merged)
     if missing:
@@ -248,6 +271,7 @@ def load_training_output(path: Path, base: Path | None = None, faithful_bf16_ste
     cfg = cfg.with_head(**head_cfg.model_dump(exclude={"faithful_bf16_step_embedding"}),
                         faithful_bf16_step_embedding=faithful_bf16_step_embedding)
     _check_dims(cfg, stats, out.stats)
+    check_base_matches(base_dir, cfg)
     base_state = {k: v for k, v in load_tensors(_base_weight_file(base_dir)).items() if k != "embed_out.weight"}
     network = TinyVLANetwork(cfg)
     _check_and_load(network, base_state, trained, str(out.non_lora))

@@ -1,0 +1,153 @@
+"""`tinyvla-edge inspect`: load a training output or bundle, verify it, report its facts, and
+optionally run one observation through it (the parity check users run against their code)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from edge.errors import EdgeError
+from edge.policy.policy import ActionChunk, Policy
+
+
+def policy_facts(policy: Policy) -> dict:
+    """What a user wants to know about a loaded policy."""
+    cfg = policy.config
+    v, lm, h = cfg.vision, cfg.language, cfg.head
+    return {
+        "variant": cfg.variant,
+        "vision_tower": {
+            "hidden_size": v.hidden_size, "layers": v.num_hidden_layers, "heads": v.num_attention_heads,
+            "image_size": v.image_size, "patch_size": v.patch_size, "tokens_per_image": v.tokens_per_image,
+            "select_layer": v.select_layer,
+        },
+        "language_model": {
+            "hidden_size": lm.hidden_size, "layers": lm.num_hidden_layers, "heads": lm.num_attention_heads,
+            "vocab_size": lm.vocab_size,
+        },
+        "projector": cfg.projector_type,
+        "head": {
+            "action_dim": h.action_dim, "state_dim": h.state_dim, "chunk_size": h.chunk_size,
+            "down_dims": list(h.down_dims), "kernel_size": h.kernel_size, "step_embed_dim": h.step_embed_dim,
+            "faithful_bf16_step_embedding": h.faithful_bf16_step_embedding,
+        },
+        "cameras": cfg.num_cameras,
+        "action_layout": cfg.action_layout,
+        "scheduler": policy.sampler().describe() | {"inference_steps": cfg.inference_steps},
+        "parameters": policy.parameter_counts(),
+        "normalization": policy.stats.summary(),
+        "source": policy.source,
+    }
+
+
+def load_any(path: Path, base: Path | None = None) -> tuple[str, Policy, dict]:
+    """A bundle (has manifest.json), a native policy (policy.json) or a training output."""
+    path = Path(path)
+    if not path.exists():
+        raise EdgeError(f"path not found: {path}")
+    if (path / "manifest.json").is_file():
+        from edge.bundle import load_bundle_policy
+
+        policy, extra = load_bundle_policy(path)
+        return "bundle", policy, extra
+    if (path / "policy.json").is_file():
+        from edge.policy.native import load_policy
+
+        return "policy", load_policy(path), {}
+    from edge.policy.checkpoint import load_training_output
+
+    return "training_output", load_training_output(path, base=base), {}
+
+
+def read_observation(path: Path, num_cameras: int) -> tuple[list[np.ndarray], np.ndarray, str]:
+    """OBS.npz: image_0.. (uint8 H×W×3 RGB, camera order), state (float32), instruction (0-d str)."""
+    try:
+        data = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as e:
+        raise EdgeError(f"{path}: not a readable .npz: {e}") from e
+    missing = [k for k in [*(f"image_{i}" for i in range(num_cameras)), "state", "instruction"] if k not in data]
+    if missing:
+        raise EdgeError(f"{path}: missing arrays {', '.join(missing)} (see docs/observation-format.md)")
+    images = [data[f"image_{i}"] for i in range(num_cameras)]
+    for i, img in enumerate(images):
+        if img.dtype != np.uint8 or img.ndim != 3 or img.shape[2] != 3:
+            raise EdgeError(f"{path}: image_{i} must be uint8 H×W×3 RGB, got {img.dtype} {img.shape}")
+    return images, data["state"].astype(np.float32), str(data["instruction"])
+
+
+def read_noise(path: Path, shape: tuple[int, ...]) -> torch.Tensor:
+    """Initial DDIM noise from .npy, shape (1, chunk, action_dim), float32."""
+    try:
+        arr = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as e:
+        raise EdgeError(f"{path}: not a readable .npy: {e}") from e
+    if tuple(arr.shape) != shape:
+        raise EdgeError(f"{path}: noise must have shape {shape}, got {tuple(arr.shape)}")
+    return torch.from_numpy(arr.astype(np.float32))
+
+
+def write_result(path: Path, chunk: ActionChunk) -> None:
+    """OUT.npz: normalized, actions, robot_actions."""
+    np.savez(path, normalized=chunk.normalized, actions=chunk.actions, robot_actions=chunk.robot_actions)
+
+
+def inspect_path(
+    path: Path,
+    base: Path | None = None,
+    observation: Path | None = None,
+    noise: Path | None = None,
+    steps: int | None = None,
+    output: Path | None = None,
+) -> dict:
+    """Load and verify `path`; with `observation`, run it and write `output`."""
+    kind, policy, extra = load_any(path, base)
+    facts = {"kind": kind, "path": str(path), "verified": True, **policy_facts(policy), **extra}
+    if observation is None:
+        return facts
+    if output is None:
+        raise EdgeError("--observation needs --output OUT.npz")
+    images, state, instruction = read_observation(observation, policy.config.num_cameras)
+    h = policy.config.head
+    init = read_noise(noise, (1, h.chunk_size, h.action_dim)) if noise else None
+    run_steps = steps or extra.get("head_steps")
+    try:
+        chunk = policy.predict(images, state, instruction, noise=init, steps=run_steps,
+                               generator=torch.Generator().manual_seed(0))
+    except ValueError as e:
+        raise EdgeError(f"{observation}: {e}") from e
+    write_result(output, chunk)
+    facts["run"] = {
+        "observation": str(observation), "output": str(output), "steps": run_steps or policy.config.inference_steps,
+        "noise": str(noise) if noise else "seed 0",
+        "first_robot_action": [round(float(x), 5) for x in chunk.robot_actions[0]],
+    }
+    return facts
+
+
+def render_facts(facts: dict) -> str:
+    """Human-readable summary of `inspect_path`'s result."""
+    v, lm, h, p = facts["vision_tower"], facts["language_model"], facts["head"], facts["parameters"]
+    sch, norm = facts["scheduler"], facts["normalization"]
+    lines = [
+        f"{facts['kind']}: {facts['path']}  (verified)",
+        f"  variant          TinyVLA-{facts['variant']}" if facts["variant"] != "custom" else "  variant          custom dimensions",
+        f"  vision tower     CLIP {v['layers']} layers × {v['hidden_size']}, {v['image_size']}px/{v['patch_size']}, "
+        f"{v['tokens_per_image']} tokens per image (layer {v['select_layer']})",
+        f"  language model   GPT-NeoX {lm['layers']} layers × {lm['hidden_size']}, {lm['heads']} heads",
+        f"  head             UNet1D {h['down_dims']} k={h['kernel_size']}, action_dim {h['action_dim']}, "
+        f"state_dim {h['state_dim']}, chunk {h['chunk_size']}",
+        f"  cameras          {facts['cameras']}",
+        f"  scheduler        DDIM {sch['inference_steps']} of {sch['train_steps']} steps, timesteps {sch['timesteps']}, "
+        f"{sch['beta_schedule']}, {sch['prediction_type']}, clip ±{sch['clip_sample']}",
+        "  parameters       " + ", ".join(f"{k} {val / 1e6:.2f}M" for k, val in p.items()),
+        f"  action range     min {norm['action_min']}",
+        f"                   max {norm['action_max']}",
+        f"  state mean/std   {norm['qpos_mean']} / {norm['qpos_std']}",
+    ]
+    if "run" in facts:
+        r = facts["run"]
+        lines.append(f"  ran observation  {r['observation']} → {r['output']} ({r['steps']} steps, noise {r['noise']})")
+        lines.append(f"  first action     {r['first_robot_action']}")
+    return "\n".join(lines)

@@ -1,0 +1,46 @@
+"""Shared fixtures: tiny TinyVLA-layout directories built from configs (no downloads)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from edge.policy.tiny import tiny_config, write_base_vlm, write_observation, write_training_output
+
+torch.set_num_threads(2)
+
+
+@pytest.fixture(scope="session")
+def tiny_cfg():
+    return tiny_config()
+
+
+@pytest.fixture(scope="session")
+def tiny_base(tmp_path_factory, tiny_cfg):
+    return write_base_vlm(tmp_path_factory.mktemp("base") / "Llava-Pythia-tiny", tiny_cfg, seed=0)
+
+
+@pytest.fixture(scope="session")
+def tiny_output(tmp_path_factory, tiny_cfg, tiny_base):
+    """A training output: root + checkpoint-1000, safetensors adapter, file-form non_lora."""
+    root = tmp_path_factory.mktemp("runs") / "llava_pythia_lora_tiny"
+    return write_training_output(root, tiny_base, tiny_cfg, seed=1)
+
+
+@pytest.fixture(scope="session")
+def tiny_policy(tiny_output):
+    from edge.policy.checkpoint import load_training_output
+
+    return load_training_output(tiny_output)
+
+
+@pytest.fixture(scope="session")
+def tiny_observation(tmp_path_factory, tiny_cfg):
+    return write_observation(tmp_path_factory.mktemp("obs") / "obs.npz", tiny_cfg)
+
+
+@pytest.fixture()
+def fixed_noise(tiny_cfg):
+    h = tiny_cfg.head
+    return torch.from_numpy(np.random.default_rng(7).standard_normal((1, h.chunk_size, h.action_dim)).astype(np.float32))
