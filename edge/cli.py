@@ -81,9 +81,33 @@ def doctor() -> None:
 
 
 @app.command()
-def quantize() -> None:
+def quantize(
+    checkpoint: Path = typer.Argument(..., help="TinyVLA training output (root or checkpoint-N/) or a native policy."),
+    profile: str = typer.Option(..., "--profile", help="Deployment profile name or YAML path."),
+    output: Path = typer.Option(..., "--output", help="Bundle directory to write."),
+    base: Optional[Path] = typer.Option(None, "--base", help="Base VLM directory."),
+    calibration: Optional[Path] = typer.Option(None, "--calibration", help="Calibration frames (tinyvla-edge capture)."),
+    calibration_recording: Optional[Path] = typer.Option(None, "--calibration-recording", help="RealSense recording."),
+    precision: Optional[str] = typer.Option(None, "--precision", help="Backbone precision: fp32, fp16, bf16, int8."),
+    head_steps: Optional[int] = typer.Option(None, "--head-steps", help="DDIM steps of the head (distilled if fewer than the teacher's)."),
+    max_action_rmse: Optional[float] = typer.Option(None, "--max-action-rmse", help="Fail (no bundle) above this normalized RMSE."),
+    calibration_method: str = typer.Option("percentile", "--calibration-method", help="int8: minmax, percentile, entropy."),
+    force: bool = typer.Option(False, "--force", help="Replace an existing output directory."),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+) -> None:
     """Training output -> bundle (backbone precision + distilled head + fidelity report)."""
-    _not_yet("quantize", "quantization issue")
+    from edge.errors import require
+
+    require("onnxruntime", "quantize")
+    from quantize.pipeline import quantize_training_output
+    from quantize.summary import render_summary
+
+    result = quantize_training_output(
+        checkpoint, profile, output, base=base, calibration=calibration, calibration_recording=calibration_recording,
+        precision=precision, head_steps=head_steps, max_action_rmse=max_action_rmse,
+        calibration_method=calibration_method, force=force, progress=not as_json,
+    )
+    emit(result, as_json, render_summary)
 
 
 @app.command()
@@ -93,9 +117,16 @@ def distill() -> None:
 
 
 @app.command()
-def capture() -> None:
+def capture(
+    camera: list[str] = typer.Option(..., "--camera", help="Camera spec, NAME=SPEC for several (realsense[:SERIAL], recording:PATH, synthetic[:WxH@FPS])."),
+    frames: int = typer.Option(30, "--frames", help="Frame sets to save."),
+    output: Path = typer.Option(..., "--output", help="Directory for PNGs and frames.jsonl (docs/capture-format.md)."),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+) -> None:
     """Save frames from a camera or recording."""
-    _not_yet("capture", "drivers issue")
+    from drivers.capture import capture as capture_frames, render_capture_summary
+
+    emit(capture_frames(camera, frames, output), as_json, render_capture_summary)
 
 
 @app.command()
@@ -111,9 +142,20 @@ def profile() -> None:
 
 
 @app.command("sim-arm")
-def sim_arm() -> None:
+def sim_arm(
+    link: Optional[Path] = typer.Option(None, "--link", help="Keep a symlink at PATH pointing to the pty."),
+    dof: int = typer.Option(7, "--dof", help="Degrees of freedom (plus a gripper)."),
+    space: str = typer.Option("ee", "--space", help="Action space the arm declares: ee or joint."),
+    log: Optional[Path] = typer.Option(None, "--log", help="JSON-lines log of accepted targets and NAKs."),
+    fault: Optional[list[str]] = typer.Option(None, "--fault", help="corrupt:P[:rx|tx] drop:P[:rx|tx] delay:S nak:P silence:S@T unplug:S@T"),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+) -> None:
     """The serial arm firmware emulator on a pseudo-terminal."""
-    _not_yet("sim-arm", "drivers issue")
+    from drivers.sim_arm import render_sim_arm_ready, render_sim_arm_summary, serve_sim_arm
+
+    ready = lambda info: emit(info, as_json, render_sim_arm_ready)  # noqa: E731 - printed before blocking
+    summary = serve_sim_arm(dof=dof, space=space, link=link, log=log, faults=fault or (), on_ready=ready)
+    emit(summary, as_json, render_sim_arm_summary)
 
 
 @app.command()

@@ -42,23 +42,38 @@ def policy_facts(policy: Policy) -> dict:
     }
 
 
-def load_any(path: Path, base: Path | None = None) -> tuple[str, Policy, dict]:
-    """A bundle (has manifest.json), a native policy (policy.json) or a training output."""
+def load_any(path: Path, base: Path | None = None) -> tuple[str, Policy]:
+    """A native policy (policy.json) or a training output."""
     path = Path(path)
     if not path.exists():
         raise EdgeError(f"path not found: {path}")
-    if (path / "manifest.json").is_file():
-        from edge.bundle import load_bundle_policy
-
-        policy, extra = load_bundle_policy(path)
-        return "bundle", policy, extra
     if (path / "policy.json").is_file():
         from edge.policy.native import load_policy
 
-        return "policy", load_policy(path), {}
+        return "policy", load_policy(path)
     from edge.policy.checkpoint import load_training_output
 
-    return "training_output", load_training_output(path, base=base), {}
+    return "training_output", load_training_output(path, base=base)
+
+
+def inspect_bundle(path: Path, observation: Path | None, noise: Path | None, output: Path | None) -> dict:
+    """Verify a bundle, report its manifest, optionally run one observation through its engines."""
+    from edge.bundle import bundle_facts, load_predictor
+
+    predictor = load_predictor(path)
+    facts = {"kind": "bundle", "path": str(path), "verified": True, **bundle_facts(predictor.manifest)}
+    if observation is None:
+        return facts
+    if output is None:
+        raise EdgeError("--observation needs --output OUT.npz")
+    images, state, instruction = read_observation(observation, len(predictor.camera_names))
+    init = read_noise(noise, (1, predictor.chunk_size, predictor.action_dim)) if noise else None
+    prediction = predictor.predict(images, state, instruction, noise=init)
+    write_result(output, prediction.chunk)
+    facts["run"] = {"observation": str(observation), "output": str(output), "steps": predictor.head_steps,
+                    "noise": str(noise) if noise else "seed 0", "timings_ms": prediction.timings_ms,
+                    "first_robot_action": [round(float(x), 5) for x in prediction.chunk.robot_actions[0]]}
+    return facts
 
 
 def read_observation(path: Path, num_cameras: int) -> tuple[list[np.ndarray], np.ndarray, str]:
@@ -102,8 +117,10 @@ def inspect_path(
     output: Path | None = None,
 ) -> dict:
     """Load and verify `path`; with `observation`, run it and write `output`."""
-    kind, policy, extra = load_any(path, base)
-    facts = {"kind": kind, "path": str(path), "verified": True, **policy_facts(policy), **extra}
+    if (Path(path) / "manifest.json").is_file():
+        return inspect_bundle(Path(path), observation, noise, output)
+    kind, policy = load_any(path, base)
+    facts = {"kind": kind, "path": str(path), "verified": True, **policy_facts(policy)}
     if observation is None:
         return facts
     if output is None:
@@ -111,7 +128,7 @@ def inspect_path(
     images, state, instruction = read_observation(observation, policy.config.num_cameras)
     h = policy.config.head
     init = read_noise(noise, (1, h.chunk_size, h.action_dim)) if noise else None
-    run_steps = steps or extra.get("head_steps")
+    run_steps = steps
     try:
         chunk = policy.predict(images, state, instruction, noise=init, steps=run_steps,
                                generator=torch.Generator().manual_seed(0))
@@ -126,8 +143,30 @@ def inspect_path(
     return facts
 
 
+def render_bundle(facts: dict) -> str:
+    """Human-readable summary of a bundle."""
+    f, hs = facts["fidelity"], facts["head_sampling"]
+    lines = [f"bundle: {facts['path']}  (verified: {facts['files']} files, sha256)",
+             f"  profile          {facts['profile']}  (built {facts['created_at']}, tinyvla-edge {facts['toolkit_version']})",
+             f"  cameras          {', '.join(facts['camera_names'])}; prompt budget {facts['max_prompt_tokens']} tokens"]
+    for name, c in facts["components"].items():
+        lines.append(f"  {name:<16} {c['engine']} {c['precision']} ({c['file']})")
+    kind = f"distilled ({hs['method']})" if hs["distilled"] else "teacher"
+    lines.append(f"  head             {hs['steps']} DDIM steps {hs['timesteps']}, {kind}, teacher {hs['teacher_steps']} steps")
+    if f:
+        lines.append(f"  fidelity         condition cosine {f['condition_cosine_mean']:.5f}, action RMSE {f['action_rmse']:.5f} "
+                     f"(backbone only {f['backbone_action_rmse']:.5f})")
+    if "run" in facts:
+        r = facts["run"]
+        lines.append(f"  ran observation  {r['observation']} → {r['output']} ({r['steps']} steps)")
+        lines.append(f"  first action     {r['first_robot_action']}")
+    return "\n".join(lines)
+
+
 def render_facts(facts: dict) -> str:
     """Human-readable summary of `inspect_path`'s result."""
+    if facts["kind"] == "bundle":
+        return render_bundle(facts)
     v, lm, h, p = facts["vision_tower"], facts["language_model"], facts["head"], facts["parameters"]
     sch, norm = facts["scheduler"], facts["normalization"]
     lines = [

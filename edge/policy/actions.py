@@ -80,6 +80,14 @@ def euler_xyz_to_matrix(e: torch.Tensor) -> torch.Tensor:
     return rx @ ry @ rz
 
 
+def make_chunk(normalized: np.ndarray, stats: NormStats, layout: str):
+    """Normalized chunk → ActionChunk (de-normalized, then robot commands)."""
+    from edge.policy.policy import ActionChunk
+
+    actions = stats.denormalize_actions(normalized)
+    return ActionChunk(normalized, actions, to_robot_actions(actions, layout))
+
+
 def to_robot_actions(actions: np.ndarray, layout: str) -> np.ndarray:
     """De-normalized actions → robot commands. For `xyz_rot6d_gripper` (10-D): xyz, Euler XYZ,
     gripper (7-D); for `raw` the actions are passed through."""

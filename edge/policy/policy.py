@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from edge.policy.actions import NormStats, to_robot_actions
+from edge.policy.actions import NormStats, make_chunk
 from edge.policy.config import PolicyConfig
 from edge.policy.network import TinyVLANetwork
 from edge.policy.preprocess import ImageSettings, preprocess_cameras
@@ -73,8 +73,7 @@ class Policy:
 
     def postprocess(self, normalized: np.ndarray) -> ActionChunk:
         """Normalized chunk → de-normalized actions → robot commands."""
-        actions = self.stats.denormalize_actions(normalized)
-        return ActionChunk(normalized, actions, to_robot_actions(actions, self.config.action_layout))
+        return make_chunk(normalized, self.stats, self.config.action_layout)
 
     @torch.inference_mode()
     def predict(

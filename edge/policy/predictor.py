@@ -41,6 +41,11 @@ class ChunkPredictor(Protocol):
     def predict(self, images: list[np.ndarray], state: np.ndarray, instruction: str,
                 noise: torch.Tensor | None = None) -> Prediction: ...
 
+    def postprocess(self, normalized: np.ndarray) -> ActionChunk:
+        """Normalized actions [T, A] → ActionChunk (de-normalized, robot commands); the runtime
+        blends chunks in normalized space and converts the blend with this."""
+        ...
+
 
 class _Stopwatch:
     def __init__(self) -> None:
@@ -87,3 +92,7 @@ class TorchPredictor:
         chunk = self.policy.postprocess(normalized[0].numpy())
         watch.lap("postprocess")
         return Prediction(chunk, watch.times)
+
+    def postprocess(self, normalized: np.ndarray) -> ActionChunk:
+        """Normalized actions [T, A] → ActionChunk, as the policy converts its own output."""
+        return self.policy.postprocess(normalized)

@@ -1,0 +1,46 @@
+"""onnxruntime: fp32 and static int8 QDQ ONNX components."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from edge.errors import BundleError
+
+
+def available_providers() -> list[str]:
+    import onnxruntime as ort
+
+    return ort.get_available_providers()
+
+
+class OnnxRunner:
+    """An ONNX model on onnxruntime; inputs in the model's input order."""
+
+    def __init__(self, path: Path, threads: int | None = None, providers: list[str] | None = None):
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        # Spinning worker threads would steal the cores the torch head and the control loop need.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        options.add_session_config_entry("session.inter_op.allow_spinning", "0")
+        if threads:
+            options.intra_op_num_threads = threads
+        chosen = providers or [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in ort.get_available_providers()]
+        try:
+            self.session = ort.InferenceSession(str(path), options, providers=chosen)
+        except Exception as e:  # onnxruntime raises its own exception types
+            raise BundleError(f"{path.name}: onnxruntime cannot load it: {str(e).splitlines()[0][:200]}") from e
+        self.inputs = [(i.name, i.shape) for i in self.session.get_inputs()]
+
+    def __call__(self, *inputs: torch.Tensor) -> torch.Tensor:
+        feed = {}
+        for (name, shape), value in zip(self.inputs, inputs):
+            if list(value.shape) != list(shape):
+                raise BundleError(f"input '{name}' has shape {list(value.shape)}, this bundle was built for {shape}")
+            feed[name] = value.detach().cpu().numpy()
+        out = self.session.run(None, feed)[0]
+        return torch.from_numpy(np.asarray(out, dtype=np.float32))

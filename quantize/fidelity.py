@@ -1,0 +1,75 @@
+"""Fidelity of a bundle against the fp32 unquantized policy, on held-out observations.
+
+Figures (all in the head's normalized [−1, 1] action space):
+- condition cosine: the head's per-observation condition, bundle vs fp32 backbone;
+- backbone action RMSE / max abs: same head, same sampler, same noise — what quantizing the
+  backbone cost;
+- end-to-end action RMSE / max abs: the bundle vs the fp32 teacher at its trained step count,
+  from the same noise — what the user gets (includes head distillation).
+"""
+
+from __future__ import annotations
+
+import statistics
+
+import numpy as np
+import torch
+
+from edge.bundle import BundlePredictor
+from edge.policy.components import split_prompt
+from edge.policy.policy import Policy
+from edge.policy.prompt import IMAGE_TOKEN_INDEX
+from quantize.calibration import Observation
+
+
+def _cosine(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float(torch.nn.functional.cosine_similarity(a.flatten(), b.flatten(), dim=0))
+
+
+@torch.inference_mode()
+def reference_condition(policy: Policy, obs: Observation) -> torch.Tensor:
+    prepared = policy.prepare(obs.images, obs.state, obs.instruction)
+    hidden = policy.network.backbone(prepared.input_ids, prepared.pixel_values)
+    return policy.network.embed_out.encode_condition(hidden, prepared.states)
+
+
+def measure_fidelity(policy: Policy, predictor: BundlePredictor, held_out: list[Observation], seed: int = 0) -> dict:
+    """Compare the bundle with the fp32 policy on `held_out` with fixed noise per observation."""
+    cosines, bb_err, e2e_err, timings = [], [], [], {}
+    teacher = policy.sampler()
+    for i, obs in enumerate(held_out):
+        noise = torch.randn((1, predictor.chunk_size, predictor.action_dim), generator=torch.Generator().manual_seed(seed + i))
+        ref_cond = reference_condition(policy, obs)
+        with torch.inference_mode():
+            bundle_cond = predictor.condition(obs.images, obs.state, obs.instruction)
+            same_head = predictor.sampler.sample(
+                lambda k, x: predictor.head.denoise(x, predictor._step_features[k : k + 1], ref_cond), noise)
+            teacher_chunk = policy.network.sample(ref_cond, noise, teacher)
+        prediction = predictor.predict(obs.images, obs.state, obs.instruction, noise=noise)
+        ours = torch.from_numpy(prediction.chunk.normalized)
+        cosines.append(_cosine(ref_cond, bundle_cond))
+        bb_err.append((ours - same_head[0]).numpy())
+        e2e_err.append((ours - teacher_chunk[0]).numpy())
+        for stage, ms in prediction.timings_ms.items():
+            timings.setdefault(stage, []).append(ms)
+    bb, e2e = np.stack(bb_err), np.stack(e2e_err)
+    return {
+        "observations": len(held_out),
+        "condition_cosine_mean": float(np.mean(cosines)),
+        "condition_cosine_min": float(np.min(cosines)),
+        "backbone_action_rmse": float(np.sqrt(np.mean(bb**2))),
+        "backbone_action_max_abs": float(np.max(np.abs(bb))),
+        "action_rmse": float(np.sqrt(np.mean(e2e**2))),
+        "action_max_abs": float(np.max(np.abs(e2e))),
+        "reference": f"fp32 policy, DDIM {teacher.steps} steps (timesteps {teacher.timesteps.tolist()})",
+        "latency_ms_median": {k: statistics.median(v) for k, v in timings.items()},
+    }
+
+
+def prompt_fits(policy: Policy, instruction: str, budget: int) -> bool:
+    ids = policy.tokenizer.encode_instruction(instruction)
+    try:
+        split_prompt(ids, IMAGE_TOKEN_INDEX, budget, policy.config.pad_token_id)
+    except ValueError:
+        return False
+    return True

@@ -1,0 +1,303 @@
+"""`tinyvla-edge quantize`: training output → verified bundle with a fidelity report.
+
+Phases: load and merge the policy → export the backbone components (ONNX, torch weights) →
+int8 static calibration where asked → attach the head (teacher, or distilled to K steps) →
+measure fidelity against the fp32 policy → write the manifest. Everything is written into a
+temporary sibling directory and renamed into place at the end: an interrupted or failed run
+leaves no bundle behind, and an existing bundle is only replaced with --force.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import save_file
+
+from edge.bundle import BACKBONE_WEIGHTS, HEAD_WEIGHTS, TOKENIZER, BundlePredictor, Manifest, new_manifest_fields, verify, write_manifest
+from edge.config import ComponentSpec, Profile, load_profile
+from edge.errors import EdgeError
+from edge.policy.components import LanguageComponent, VisionComponent, split_prompt
+from edge.policy.native import policy_metadata
+from edge.policy.policy import Policy
+from edge.policy.prompt import IMAGE_TOKEN_INDEX
+from edge.policy.sampler import DDIMSampler
+from quantize.calibration import Observation, read_calibration_dir, split_holdout
+from quantize.report import write_report
+
+
+def load_source(path: Path, base: Path | None) -> Policy:
+    """A training output (root or checkpoint-N) or a native policy directory."""
+    path = Path(path)
+    if (path / "policy.json").is_file():
+        from edge.policy.native import load_policy
+
+        return load_policy(path)
+    from edge.policy.checkpoint import load_training_output
+
+    return load_training_output(path, base=base)
+
+
+def component_specs(profile: Profile, precision: str | None) -> dict[str, ComponentSpec]:
+    """Vision and language engine/precision from the profile, `precision` overriding both."""
+    specs = {"vision": profile.model.vision, "language": profile.model.language}
+    if precision is None:
+        return specs
+    try:
+        return {k: ComponentSpec(engine=v.engine, precision=precision) for k, v in specs.items()}
+    except ValueError as e:
+        raise EdgeError(f"--precision {precision}: {str(e).splitlines()[-1].split(', ', 1)[-1]} (profile {profile.name})") from e
+
+
+def camera_names(profile: Profile, policy: Policy) -> list[str]:
+    names = [c.name for c in profile.cameras]
+    n = policy.config.num_cameras
+    if names and len(names) != n:
+        raise EdgeError(f"profile {profile.name} lists {len(names)} cameras, the policy was trained with {n}")
+    return names or list(policy.config.camera_names) or [f"cam{i}" for i in range(n)]
+
+
+def synthetic_observations(policy: Policy, count: int, height: int = 48, width: int = 64) -> list[Observation]:
+    """Deterministic smooth frames, used only to *report* fidelity when no calibration is given
+    (never to calibrate int8); the report says so."""
+    obs = []
+    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
+    for i in range(count):
+        frames = [np.stack([(xx * (3 + c + i) + yy * (5 + cam)) % 256 for c in range(3)], -1).astype(np.uint8)
+                  for cam in range(policy.config.num_cameras)]
+        obs.append(Observation(frames, np.asarray(policy.stats.qpos_mean, np.float32), "pick up the object"))
+    return obs
+
+
+def _export_component(name: str, module, args, spec: ComponentSpec, out: Path, calib_feeds, method: str) -> dict:
+    """Write one backbone component for its engine; returns its manifest entry."""
+    from quantize.onnx_export import check_torch_export, export_onnx
+
+    inputs = {"vision": ["pixel_values"], "language": ["prefix_ids", "image_tokens", "suffix_ids"]}[name]
+    shapes = {n: list(a.shape) for n, a in zip(inputs, args)}
+    check_torch_export(module, args)  # what torch-tensorrt's dynamo path consumes on device
+    if spec.engine == "onnxruntime" or spec.precision == "int8":
+        fp32 = out / f"{name}.fp32.onnx"
+        export_onnx(module, args, fp32, inputs, ["output"])
+        if spec.precision == "int8":
+            from quantize.int8 import quantize_static_qdq
+
+            qdq = out / f"{name}.int8.onnx"
+            quant = quantize_static_qdq(fp32, qdq, calib_feeds(), method)
+            fp32.unlink()
+            _drop_external(fp32)
+            # tensorrt int8 runs this same QDQ graph through ORT's TensorRT execution provider.
+            return {"engine": spec.engine, "precision": "int8", "file": qdq.name, "input_shapes": shapes,
+                    "quantization": quant}
+        return {"engine": "onnxruntime", "precision": "fp32", "file": fp32.name, "input_shapes": shapes}
+    return {"engine": spec.engine, "precision": spec.precision, "file": BACKBONE_WEIGHTS, "input_shapes": shapes}
+
+
+def _drop_external(path: Path) -> None:
+    data = path.with_name(path.name + ".data")
+    if data.exists():
+        data.unlink()
+
+
+def _feeds(policy: Policy, observations: list[Observation], budget: int):
+    """Calibration feeds for the vision and language components (real frames, fp32 activations)."""
+    net = policy.network
+    vision_feeds, language_feeds = [], []
+    with torch.inference_mode():
+        for obs in observations:
+            p = policy.prepare(obs.images, obs.state, obs.instruction)
+            pixels = p.pixel_values[0]
+            tokens = VisionComponent(net)(pixels)
+            prefix, suffix, _ = split_prompt(p.input_ids[0].tolist(), IMAGE_TOKEN_INDEX, budget, policy.config.pad_token_id)
+            vision_feeds.append({"pixel_values": pixels.numpy()})
+            language_feeds.append({"prefix_ids": np.array([prefix]), "image_tokens": tokens.numpy(),
+                                   "suffix_ids": np.array([suffix])})
+    return vision_feeds, language_feeds
+
+
+def _head_entry(policy: Policy, steps: int, out: Path, head_state: dict, distill: dict | None, sampler: DDIMSampler) -> dict:
+    save_file({f"embed_out.{k}": v.contiguous() for k, v in head_state.items()}, str(out / HEAD_WEIGHTS))
+    return {"file": HEAD_WEIGHTS, "steps": steps, "teacher_steps": policy.config.inference_steps,
+            "distilled": distill is not None, "method": distill.get("method") if distill else None,
+            "sampler": sampler.describe()}
+
+
+def quantize_training_output(
+    checkpoint: Path,
+    profile: str,
+    output: Path,
+    base: Path | None = None,
+    calibration: Path | None = None,
+    calibration_recording: Path | None = None,
+    precision: str | None = None,
+    head_steps: int | None = None,
+    max_action_rmse: float | None = None,
+    calibration_method: str = "percentile",
+    distill_iterations: int | None = None,
+    force: bool = False,
+    progress: bool = True,
+) -> dict:
+    """Build a bundle from a training output under a deployment profile; returns the summary."""
+    started = time.perf_counter()
+    output = Path(output)
+    if output.exists() and not force:
+        raise EdgeError(f"output exists: {output} (use --force to replace it)")
+    prof = load_profile(profile)
+    specs = component_specs(prof, precision)
+    steps = head_steps or prof.model.head_steps
+    policy = load_source(checkpoint, base)
+    if not 1 <= steps <= policy.config.inference_steps:
+        raise EdgeError(f"--head-steps must be between 1 and the teacher's {policy.config.inference_steps}, got {steps}")
+    names = camera_names(prof, policy)
+    resolution = {c.name: (c.height, c.width) for c in prof.cameras}
+    wants_int8 = any(s.precision == "int8" for s in specs.values())
+    calib = _calibration(policy, names, resolution, calibration, calibration_recording)
+    if wants_int8 and calib is None:
+        raise EdgeError("int8 needs calibration frames: pass --calibration DIR or --calibration-recording FILE "
+                        "(tinyvla-edge capture writes them); int8 is never calibrated on noise")
+    if calib is not None:
+        calibrate_on, held_out = split_holdout(calib.observations)
+        fidelity_source = calib.source
+    else:
+        calibrate_on, held_out = [], synthetic_observations(policy, 4)
+        fidelity_source = "synthetic frames (no calibration data given)"
+    budget = prof.model.max_prompt_tokens
+    for obs in calibrate_on + held_out:
+        if not _fits(policy, obs.instruction, budget):
+            raise EdgeError(f"instruction '{obs.instruction[:40]}' exceeds the profile's prompt budget of {budget} tokens")
+
+    output.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{output.name}.", dir=output.parent))
+    try:
+        summary = _build(policy, prof, specs, steps, names, resolution, calibrate_on, held_out, budget, tmp,
+                         calibration_method, distill_iterations, progress, checkpoint, calib, fidelity_source)
+        rmse = summary["fidelity"]["action_rmse"]
+        if max_action_rmse is not None and rmse > max_action_rmse:
+            raise EdgeError(f"normalized action RMSE {rmse:.4f} exceeds --max-action-rmse {max_action_rmse} (no bundle written)")
+        verify(tmp)
+        _move_into_place(tmp, output)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    summary["output"] = str(output)
+    summary["seconds"] = round(time.perf_counter() - started, 2)
+    return summary
+
+
+def _fits(policy: Policy, instruction: str, budget: int) -> bool:
+    from quantize.fidelity import prompt_fits
+
+    return prompt_fits(policy, instruction, budget)
+
+
+def _calibration(policy, names, resolution, directory, recording):
+    if directory is not None and recording is not None:
+        raise EdgeError("pass either --calibration or --calibration-recording, not both")
+    default_state = np.asarray((policy.stats.example_qpos or [policy.stats.qpos_mean])[0], np.float32)
+    if recording is not None:
+        directory = _frames_from_recording(recording, names)
+    if directory is None:
+        return None
+    return read_calibration_dir(directory, names, default_state, resolution)
+
+
+def _frames_from_recording(recording: Path, names: list[str], frames: int = 16) -> Path:
+    """Play a RealSense recording through the camera driver into a calibration directory."""
+    from drivers.capture import capture
+
+    out = Path(tempfile.mkdtemp(prefix="tinyvla-calib-"))
+    capture({name: f"recording:{recording}" for name in names}, frames, out)
+    return out
+
+
+def _build(policy, prof, specs, steps, names, resolution, calibrate_on, held_out, budget, tmp, method,
+           distill_iterations, progress, checkpoint, calib, fidelity_source) -> dict:
+    net = policy.network
+    vision, language = VisionComponent(net).eval(), LanguageComponent(net).eval()
+    prefix, suffix, _ = split_prompt(policy.tokenizer.encode_instruction("x"), IMAGE_TOKEN_INDEX, budget, policy.config.pad_token_id)
+    cfg = policy.config
+    px = torch.zeros(cfg.num_cameras, 3, cfg.vision.image_size, cfg.vision.image_size)
+    with torch.inference_mode():
+        img = vision(px)
+    args = {"vision": (px,), "language": (torch.tensor([prefix]), img, torch.tensor([suffix]))}
+    feeds = {}
+
+    def calib_feeds_for(name):
+        if not feeds:
+            feeds["vision"], feeds["language"] = _feeds(policy, calibrate_on, budget)
+        return lambda: feeds[name]
+
+    components = {}
+    for name, module in (("vision", vision), ("language", language)):
+        components[name] = _export_component(name, module, args[name], specs[name], tmp, calib_feeds_for(name), method)
+    if any(c["file"] == BACKBONE_WEIGHTS for c in components.values()):
+        save_file({k: v.contiguous() for k, v in net.state_dict().items() if k.startswith("gpt_neox.")}, str(tmp / BACKBONE_WEIGHTS))
+    import shutil as _sh
+
+    _sh.copyfile(policy.tokenizer.path, tmp / TOKENIZER)
+    teacher = policy.sampler()
+    head_state = {k: v for k, v in net.embed_out.state_dict().items()}
+    manifest = {
+        **new_manifest_fields(prof.name),
+        "source": policy.source,
+        "policy": policy_metadata(policy),
+        "camera_names": names,
+        "camera_resolution": {k: list(v) for k, v in resolution.items()} or None,
+        "prompt": {"prefix_ids": prefix, "max_prompt_tokens": budget, "pad_token_id": cfg.pad_token_id,
+                   "template": "pythia conv + ' <|endoftext|>'"},
+        "components": components,
+        "head": _head_entry(policy, teacher.steps, tmp, head_state, None, teacher),
+    }
+    write_manifest(tmp, manifest)
+    distill_info = None
+    if steps != teacher.steps:
+        distill_info = _distill_into(policy, tmp, manifest, steps, calibrate_on or held_out, distill_iterations, progress)
+    predictor = BundlePredictor(tmp, Manifest.model_validate(manifest | {"files": {}}))
+    from quantize.fidelity import measure_fidelity
+
+    fidelity = measure_fidelity(policy, predictor, held_out)
+    fidelity["held_out_from"] = fidelity_source
+    if calib is not None:
+        fidelity["states_from"], fidelity["instructions_from"] = calib.states_from, calib.instructions_from
+    if distill_info:
+        fidelity["distillation"] = distill_info
+    manifest["fidelity"] = fidelity
+    write_report(tmp, manifest)
+    write_manifest(tmp, manifest)
+    return {"profile": prof.name, "components": components, "head": manifest["head"], "fidelity": fidelity,
+            "camera_names": names}
+
+
+def _distill_into(policy, tmp, manifest, steps, observations, iterations, progress) -> dict:
+    """Distill the head to `steps` on conditions from the bundle's (quantized) backbone."""
+    try:
+        from quantize.distill import distill_head
+    except ImportError as e:
+        raise EdgeError(f"head distillation is not available in this install: {e}") from e
+    predictor = BundlePredictor(tmp, Manifest.model_validate(manifest | {"files": {}}))
+    with torch.inference_mode():
+        conditions = torch.cat([predictor.condition(o.images, o.state, o.instruction) for o in observations])
+    kwargs = {"iterations": iterations} if iterations else {}
+    result = distill_head(policy, conditions, steps=steps, teacher_steps=policy.config.inference_steps,
+                          progress=progress, **kwargs)
+    info = result.to_manifest()
+    sampler = DDIMSampler(result.timesteps, policy.config.train_timesteps)
+    manifest["head"] = _head_entry(policy, steps, tmp, result.head.state_dict(), info, sampler)
+    write_manifest(tmp, manifest)
+    return info
+
+
+def _move_into_place(tmp: Path, output: Path) -> None:
+    """Rename the finished bundle into place; an existing one is swapped out only at the end."""
+    if output.exists():
+        old = output.with_name(f".{output.name}.old")
+        shutil.rmtree(old, ignore_errors=True)
+        output.rename(old)
+        tmp.rename(output)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        tmp.rename(output)
