@@ -130,7 +130,7 @@ def verify(directory: Path) -> Manifest:
     if recorded is None:
         raise BundleError(f"{directory}: missing file {MANIFEST_HASH}")
     if hashlib.sha256(raw).hexdigest() != recorded:
-        raise BundleError(f"{directory}: hash mismatch in {MANIFEST} (modified or corrupted)")
+        raise BundleError(f"{directory}: hash mismatch in {MANIFEST} / {MANIFEST_HASH} (one was modified or corrupted)")
     try:
         data = json.loads(raw)
     except json.JSONDecodeError as e:

@@ -62,7 +62,7 @@ def quantize_static_qdq(
     excluded = activation_matmuls(fp32_model)
     extra = {"ActivationSymmetric": True, "WeightSymmetric": True}
     if method == "percentile":
-        extra["CalibPercentile"] = 99.99
+        extra["CalibPercentile"] = 99.999
     import contextlib
     import io
     import logging
