@@ -100,6 +100,32 @@ class ControlSpec(_Strict):
     action_deadline_s: float = Field(default=0.5, gt=0)
 
 
+class InstallSpec(_Strict):
+    """How `tinyvla-edge install` provisions a device for this profile (see docs/jetson.md).
+
+    Every field can be overridden on the command line or by environment; None means "derive it
+    from the device" (the service user from sudo, swap from RAM and model size, and so on).
+    """
+
+    user: str | None = Field(default=None, description="non-root user the service runs as")
+    index_url: str | None = Field(
+        default=None,
+        description="pip index for JetPack wheels; {platform} and {cuda_tag} are filled in "
+        "(jp6/cu126, sbsa/cu130). No host is built in: plain PyPI torch is wrong on a Jetson",
+    )
+    venv: str | None = Field(default=None, description="virtual environment path on the device")
+    swap_gb: float | None = Field(default=None, ge=0, description="swap file size; None = from RAM and model")
+    realsense: Literal["auto", "wheel", "rsusb-source", "none"] = "auto"
+    realsense_source: str | None = Field(
+        default=None, description="librealsense git URL or local checkout for the RSUSB source build"
+    )
+    realsense_ref: str = Field(default="v2.55.1", description="librealsense tag for the source build")
+    cpu_affinity: str | None = Field(default=None, description="CPU list for the service; None = mode's cores minus CPU0")
+    rt_priority: int = Field(default=50, ge=1, le=99, description="SCHED_FIFO priority when the RT probe succeeds")
+    nice: int = Field(default=-10, ge=-20, le=19, description="niceness when real-time scheduling is unavailable")
+    enable_service: bool = Field(default=False, description="enable tinyvla-edge.service at boot")
+
+
 class Profile(_Strict):
     """A deployment profile."""
 
@@ -111,6 +137,7 @@ class Profile(_Strict):
     control: ControlSpec = ControlSpec()
     cameras: list[CameraSpec] = Field(default_factory=list)
     arm: ArmSpec = ArmSpec()
+    install: InstallSpec = InstallSpec()
 
     @model_validator(mode="after")
     def _rate_within_max(self) -> "Profile":

@@ -1,0 +1,460 @@
+"""`tinyvla-edge doctor`: does everything the runtime needs work here? Each check is pass, warn,
+fail, skip (does not apply here) or unavailable (could not be checked), with a one-line fix.
+
+Checks run real work where import alone proves nothing (a CUDA matmul, a bitsandbytes int8
+matmul), read what `install` set up (its record, the power mode, locked clocks, the service),
+and probe devices when asked (`--camera`, `--arm`). On a machine that is not a Jetson it says so
+and checks what applies (Python, torch, onnxruntime, disk, serial conflicts).
+"""
+
+from __future__ import annotations
+
+import grp
+import importlib.metadata
+import os
+import shutil
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable, Mapping
+
+from edge.config import Profile, load_profile
+from edge.device.detect import DeviceInfo, detect, under
+from edge.device.nvpmodel import clocks_locked, current_mode, run_command
+from edge.errors import EdgeError
+from edge.install.context import SERVICE_GROUPS
+from edge.install.installer import profile_matches, select_profile
+from edge.install.probes import (
+    BITSANDBYTES_INT8,
+    ONNXRUNTIME_PROVIDERS,
+    TENSORRT_IMPORT,
+    TORCH_CUDA,
+    ProbeResult,
+    run_probe,
+)
+from edge.install.record import read_record
+from edge.install.steps.memory import memory_need
+from edge.install.sysstate import installed_packages, swap_areas, unit_enabled
+from edge.install.systemd import SERVICE_NAME, SERVICE_PATH
+from edge.install.udev import ARM_SYMLINK
+
+MIN_FREE_GB_FAIL = 1.0
+MIN_FREE_GB_WARN = 5.0  # TensorRT engine builds and wheels need several GB
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    status: str  # pass | warn | fail | skip | unavailable
+    detail: str
+    fix: str = ""
+
+
+@dataclass
+class DoctorContext:
+    device: DeviceInfo
+    profile: Profile | None
+    profile_note: str
+    root: str
+    python: str
+    probes: dict[str, ProbeResult]
+    camera: str | None
+    arm: str | None
+    query_runner: Callable | None  # runs `nvpmodel -q` when the tool is on PATH
+
+    def uses(self, engine: str) -> bool:
+        model = self.profile.model if self.profile else None
+        return bool(model and engine in (model.vision.engine, model.language.engine, model.head.engine))
+
+
+# ----------------------------------------------------------------------------- checks
+
+
+def check_device(ctx: DoctorContext) -> list[Check]:
+    d = ctx.device
+    if d.status == "not-jetson":
+        checks = [Check("device", "skip", f"{d.reason}: Jetson checks (power mode, clocks, TensorRT) skipped")]
+    elif d.status == "refused":
+        checks = [Check("device", "fail", d.reason, "reflash with JetPack 6.2 or newer")]
+    else:
+        checks = [Check("device", "pass", f"{d.display_name} ({d.module}), {d.reason}")]
+        missing = [name for name, value in (("CUDA", d.cuda), ("cuDNN", d.cudnn), ("TensorRT", d.tensorrt)) if not value]
+        if missing:
+            checks.append(Check("jetpack-libraries", "warn", f"{', '.join(missing)} not found on the host",
+                                "sudo apt-get install nvidia-jetpack"))
+        else:
+            checks.append(Check("jetpack-libraries", "pass", f"CUDA {d.cuda}, cuDNN {d.cudnn}, TensorRT {d.tensorrt}"))
+    checks += [Check("detection", "warn", w, "see docs/jetson.md (detection)") for w in d.warnings]
+    return checks
+
+
+def check_profile(ctx: DoctorContext) -> list[Check]:
+    if ctx.profile is None:
+        return [Check("profile", "skip", ctx.profile_note or "no profile: profile-specific checks skipped",
+                      "pass --profile NAME")]
+    if not profile_matches(ctx.profile.target, ctx.device):
+        return [Check("profile", "fail", f"{ctx.profile.name} targets {ctx.profile.target}, this is "
+                      f"{ctx.device.display_name}", "pass the --profile made for this device")]
+    return [Check("profile", "pass", f"{ctx.profile.name} ({ctx.profile_note})")]
+
+
+def check_python(ctx: DoctorContext) -> list[Check]:
+    version = f"{sys.version_info.major}.{sys.version_info.minor}"
+    if sys.version_info < (3, 10):
+        return [Check("python", "fail", f"Python {version}; tinyvla-edge needs >= 3.10", "use Python 3.10 or newer")]
+    if not ctx.device.is_jetson:
+        return [Check("python", "pass", f"Python {version} ({sys.prefix})")]
+    if version != ctx.device.python:
+        return [Check("python", "fail", f"Python {version}, but TensorRT's bindings exist only for the system "
+                      f"Python {ctx.device.python}",
+                      f"recreate the venv: /usr/bin/python{ctx.device.python} -m venv --system-site-packages VENV")]
+    cfg = Path(sys.prefix) / "pyvenv.cfg"
+    if sys.prefix != sys.base_prefix and "include-system-site-packages = true" not in (
+            cfg.read_text() if cfg.exists() else ""):
+        return [Check("python", "warn", f"venv {sys.prefix} hides system site-packages (TensorRT bindings)",
+                      "sudo tinyvla-edge install (it turns them on)")]
+    return [Check("python", "pass", f"Python {version}, system site-packages visible")]
+
+
+def check_torch(ctx: DoctorContext) -> list[Check]:
+    probe = ctx.probes["torch"]
+    if not probe.data:
+        return [Check("torch", "fail", f"torch does not import: {probe.error}",
+                      "./jetson_setup.sh (Jetson) or make venv (development machine)")]
+    data = probe.data
+    checks = [Check("torch", "pass", f"torch {data['torch']} (CUDA build: {data.get('cuda_build') or 'none'})")]
+    if data.get("cuda"):
+        status = "pass" if probe.ok else "fail"
+        detail = (f"matmul on {data.get('device')} (sm_{data.get('capability', '?').replace('.', '')}) matches the "
+                  f"CPU (relative error {data.get('rel_err', float('nan')):.1e})")
+        checks.append(Check("cuda-kernel", status, detail if probe.ok else f"CUDA kernel wrong: {detail}",
+                            "" if probe.ok else "reinstall the JetPack torch wheel: sudo tinyvla-edge install"))
+    elif ctx.device.is_jetson:
+        checks.append(Check("cuda-kernel", "fail", f"torch {data['torch']} cannot use CUDA here (CPU-only or "
+                            "wrong-CUDA build)", "sudo tinyvla-edge install --index-url URL (JetPack wheels)"))
+    else:
+        checks.append(Check("cuda-kernel", "skip", "no CUDA device on this machine"))
+    return checks
+
+
+def check_tensorrt(ctx: DoctorContext) -> list[Check]:
+    probe = ctx.probes["tensorrt"]
+    if probe.ok:
+        return [Check("tensorrt", "pass", f"tensorrt {probe.data.get('tensorrt')} importable")]
+    if not ctx.device.is_jetson and not ctx.uses("tensorrt"):
+        return [Check("tensorrt", "skip", "not installed (not needed here)")]
+    status = "fail" if ctx.uses("tensorrt") else "warn"
+    return [Check("tensorrt", status, f"tensorrt does not import: {probe.error}",
+                  "sudo apt-get install python3-libnvinfer and use a venv with --system-site-packages")]
+
+
+def check_bitsandbytes(ctx: DoctorContext) -> list[Check]:
+    if not ctx.probes["torch"].data.get("cuda"):
+        return [Check("bitsandbytes", "skip", "no CUDA here: the int8 kernel cannot run")]
+    probe = ctx.probes["bitsandbytes"]
+    if probe.ok:
+        return [Check("bitsandbytes", "pass", f"bitsandbytes {probe.data.get('bitsandbytes')} int8 matmul "
+                      f"(relative error {probe.data.get('rel_err', 0):.3f})")]
+    status = "fail" if ctx.uses("bitsandbytes") else "warn"
+    return [Check("bitsandbytes", status, f"int8 matmul failed: {probe.error}",
+                  "install a Jetson build of bitsandbytes (PyPI aarch64 wheels are for SBSA servers)")]
+
+
+def check_onnxruntime(ctx: DoctorContext) -> list[Check]:
+    checks: list[Check] = []
+    dists = {d: _dist_version(d) for d in ("onnxruntime", "onnxruntime-gpu")}
+    if dists["onnxruntime"] and dists["onnxruntime-gpu"]:
+        checks.append(Check("onnxruntime-dists", "warn", "onnxruntime and onnxruntime-gpu are both installed: the "
+                            "CPU package overwrites the GPU one's module",
+                            "pip uninstall -y onnxruntime && pip install --force-reinstall --no-deps onnxruntime-gpu"))
+    probe = ctx.probes["onnxruntime"]
+    if not probe.ok:
+        status = "fail" if ctx.uses("onnxruntime") else ("warn" if ctx.device.is_jetson else "skip")
+        return checks + [Check("onnxruntime", status, f"onnxruntime does not import: {probe.error}",
+                               "pip install onnxruntime-gpu (Jetson: from the JetPack index)")]
+    providers = probe.data.get("providers", [])
+    gpu = [p for p in providers if p in ("CUDAExecutionProvider", "TensorrtExecutionProvider")]
+    if ctx.device.is_jetson and not gpu:
+        status = "fail" if ctx.uses("onnxruntime") else "warn"
+        return checks + [Check("onnxruntime", status, f"onnxruntime {probe.data['onnxruntime']} has only CPU "
+                               f"providers ({', '.join(providers)})", "install onnxruntime-gpu from the JetPack index")]
+    return checks + [Check("onnxruntime", "pass", f"onnxruntime {probe.data['onnxruntime']}: {', '.join(providers)}")]
+
+
+def check_power(ctx: DoctorContext) -> list[Check]:
+    if not ctx.device.is_jetson:
+        return []
+    if ctx.profile is None or not ctx.profile.power.mode:
+        return [Check("power-mode", "skip", "the profile sets no power mode")]
+    from edge.device.nvpmodel import read_conf
+
+    conf = read_conf(ctx.root)
+    if conf is None:
+        return [Check("power-mode", "fail", "no /etc/nvpmodel.conf", "reinstall nvidia-l4t-core (nvpmodel)")]
+    try:
+        target = conf.by_name(ctx.profile.power.mode)
+        now = current_mode(ctx.root, ctx.query_runner, conf)
+    except EdgeError as e:
+        return [Check("power-mode", "fail", str(e), "pick a mode this device defines in the profile")]
+    if now is not None and now.id == target.id:
+        checks = [Check("power-mode", "pass", f"{target.name} (ID {target.id}), from {now.source}")]
+    else:
+        checks = [Check("power-mode", "fail", f"power mode is {now.name if now else 'unknown'}, the profile wants "
+                        f"{target.name}: measurements and latency will not match",
+                        f"sudo nvpmodel -m {target.id}   # {target.name} on this module")]
+    if ctx.profile.power.lock_clocks:
+        state = clocks_locked(ctx.root)
+        if state.locked is None:
+            checks.append(Check("clocks", "unavailable", state.detail))
+        elif state.locked:
+            checks.append(Check("clocks", "pass", state.detail))
+        else:
+            checks.append(Check("clocks", "fail", state.detail,
+                                "sudo systemctl restart tinyvla-edge-clocks (or: sudo jetson_clocks)"))
+    return checks
+
+
+def check_camera(ctx: DoctorContext) -> list[Check]:
+    if not ctx.camera:
+        return [Check("camera", "skip", "pass --camera SPEC to open and stream a camera")]
+    try:
+        from drivers.probe import probe_camera
+    except ImportError as e:
+        return [Check("camera", "unavailable", f"camera probe not available: {e}")]
+    result = probe_camera(ctx.camera, seconds=2.0)
+    return [_from_probe("camera", result, "check the cable (USB3), the udev rules and `tinyvla-edge capture`")]
+
+
+def check_arm(ctx: DoctorContext) -> list[Check]:
+    if not ctx.arm:
+        if ctx.profile and ctx.profile.arm.usb_vendor and ctx.device.is_jetson:
+            link = under(ctx.root, f"/dev/{ARM_SYMLINK}")
+            if not link.exists():
+                return [Check("arm", "warn", f"/dev/{ARM_SYMLINK} is missing (arm unplugged or udev rule not "
+                              "installed)", "plug the arm in; sudo tinyvla-edge install writes the rule")]
+            return [Check("arm", "pass", f"/dev/{ARM_SYMLINK} present (pass --arm to test the handshake)")]
+        return [Check("arm", "skip", "pass --arm PORT to test the serial port and handshake")]
+    if not os.path.exists(ctx.arm):
+        return [Check("arm", "fail", f"{ctx.arm} does not exist",
+                      "plug the adapter in; check `ls /dev/serial/by-id/` and that brltty is removed")]
+    if not os.access(ctx.arm, os.R_OK | os.W_OK):
+        return [Check("arm", "fail", f"{ctx.arm} is not readable/writable by this user",
+                      "sudo usermod -aG dialout $USER, then log in again")]
+    try:
+        from drivers.probe import probe_arm
+    except ImportError as e:
+        return [Check("arm", "unavailable", f"{ctx.arm} exists and is accessible; handshake probe not available: {e}")]
+    baud = ctx.profile.arm.baud if ctx.profile else 1_000_000
+    result = probe_arm(ctx.arm, baud, timeout_s=1.0)
+    return [_from_probe("arm", result, f"check the baud rate ({baud}) and the arm's firmware")]
+
+
+def _from_probe(name: str, result: dict, fix: str) -> Check:
+    if result.get("ok"):
+        facts = ", ".join(f"{k}={v}" for k, v in result.items()
+                          if k not in ("ok", "error") and v is not None and not isinstance(v, (dict, list)))
+        return Check(name, "pass", facts[:200])
+    return Check(name, "fail", str(result.get("error") or "probe failed")[:200], fix)
+
+
+def check_serial_conflicts(ctx: DoctorContext) -> list[Check]:
+    checks = []
+    if "brltty" in installed_packages(ctx.root):
+        checks.append(Check("brltty", "warn", "brltty is installed: it grabs CH340/CP210x USB-serial adapters",
+                            "sudo apt-get remove brltty (or sudo tinyvla-edge install --yes)"))
+    if unit_enabled(ctx.root, "ModemManager.service"):
+        checks.append(Check("modemmanager", "warn", "ModemManager is enabled: it probes serial ports",
+                            "sudo systemctl disable --now ModemManager (or sudo tinyvla-edge install --yes)"))
+    names = set()
+    for gid in os.getgroups():
+        try:
+            names.add(grp.getgrgid(gid).gr_name)
+        except KeyError:
+            pass
+    missing = [g for g in SERVICE_GROUPS if g not in names]
+    if os.geteuid() == 0:
+        checks.append(Check("groups", "skip", "running as root: group membership is checked for normal users"))
+    elif missing:
+        checks.append(Check("groups", "warn", f"this user is not in {', '.join(missing)} (serial, RealSense, cameras)",
+                            f"sudo usermod -aG {','.join(missing)} $USER, then log in again"))
+    elif not missing:
+        checks.append(Check("groups", "pass", f"in {', '.join(SERVICE_GROUPS)}"))
+    return checks
+
+
+def check_memory_and_disk(ctx: DoctorContext) -> list[Check]:
+    checks = []
+    if ctx.device.is_jetson and ctx.profile is not None:
+        need = memory_need(ctx.profile.model.variant, source_build=False)
+        disk_swap = sum(a.size_mb for a in swap_areas(ctx.root) if not a.is_zram)
+        have = (ctx.device.ram_mb or 0) + disk_swap
+        if have < need.mb:
+            checks.append(Check("swap", "warn", f"RAM + disk swap {have} MB < {need.mb} MB ({need.why})",
+                                "sudo tinyvla-edge install (adds /swapfile) or set install.swap_gb"))
+        else:
+            checks.append(Check("swap", "pass", f"RAM + disk swap {have} MB >= {need.mb} MB ({need.why})"))
+    path = Path(sys.prefix)
+    usage = shutil.disk_usage(path if path.exists() else "/")
+    free_gb = usage.free / 2**30
+    status = "fail" if free_gb < MIN_FREE_GB_FAIL else "warn" if free_gb < MIN_FREE_GB_WARN else "pass"
+    checks.append(Check("disk", status, f"{free_gb:.1f} GB free on the filesystem of {path}",
+                        "" if status == "pass" else "free space: engines and wheels need several GB"))
+    return checks
+
+
+def check_power_sensor(ctx: DoctorContext) -> list[Check]:
+    """Which power source `tinyvla-edge profile` would use here (reference §8 items 4 and 5)."""
+    try:
+        from edge.device.power import choose_power_source
+    except ImportError as e:
+        return [Check("power-sensor", "unavailable", f"power measurement not available: {e}")]
+    try:
+        source = choose_power_source(root=Path(ctx.root))
+        availability = source.available()
+        source.close()
+    except (EdgeError, OSError) as e:  # a sensor that misbehaves must not take doctor down
+        return [Check("power-sensor", "unavailable", f"could not check the power sensors: {e}")]
+    if availability:
+        return [Check("power-sensor", "pass", f"{source.name.value} (used by tinyvla-edge profile)")]
+    fix = ("JetPack's INA3221 hwmon driver or tegrastats should be present: check /sys/bus/i2c/drivers/ina3221"
+           if ctx.device.is_jetson else "profile reads RAPL (root-only energy_uj; absent in most VMs) or NVML "
+           "(pip install nvidia-ml-py); see docs/power.md")
+    # Name only the sources that could exist on this kind of machine.
+    relevant = ("ina3221", "tegrastats") if ctx.device.is_jetson else ("rapl", "nvml")
+    reasons = [r for r in availability.reason.split("; ") if r.startswith(relevant)] or [availability.reason]
+    return [Check("power-sensor", "warn", f"no power source: {'; '.join(reasons)}"[:240], fix)]
+
+
+def _service_activity(root: str) -> str | None:
+    """`systemctl is-active` for the service on the real root, when systemd is there to ask."""
+    if Path(root).resolve() != Path("/") or shutil.which("systemctl") is None:
+        return None
+    try:
+        return run_command(["systemctl", "is-active", SERVICE_NAME], timeout=5.0).stdout.strip() or None
+    except EdgeError:
+        return None
+
+
+def check_install(ctx: DoctorContext) -> list[Check]:
+    record = read_record(ctx.root)
+    if record is None:
+        if not ctx.device.is_jetson:
+            return [Check("install", "skip", "no install record (install provisions Jetsons)")]
+        return [Check("install", "warn", "tinyvla-edge install has not run here",
+                      f"sudo tinyvla-edge install --profile {ctx.profile.name if ctx.profile else 'NAME'}")]
+    checks = []
+    steps = record.get("steps", {})
+    if record.get("failed_step"):
+        checks.append(Check("install", "fail", f"install stopped at step '{record['failed_step']}'",
+                            "rerun sudo tinyvla-edge install and read that step's message"))
+    else:
+        open_steps = {n: s["outcome"] for n, s in steps.items()
+                      if s.get("outcome") in ("needs-consent", "reboot-required", "pending-on-target")}
+        status = "warn" if open_steps else "pass"
+        detail = f"installed for profile {record.get('profile')}" + (
+            f"; open: {', '.join(f'{n} ({o})' for n, o in open_steps.items())}" if open_steps else "")
+        checks.append(Check("install", status, detail, "rerun sudo tinyvla-edge install (--yes for consent, reboot "
+                            "if asked)" if open_steps else ""))
+    if ctx.profile and record.get("profile") != ctx.profile.name:
+        checks.append(Check("install-profile", "warn", f"installed for {record.get('profile')}, checking "
+                            f"{ctx.profile.name}", f"sudo tinyvla-edge install --profile {ctx.profile.name}"))
+    unit = under(ctx.root, SERVICE_PATH)
+    if unit.exists():
+        enabled = "enabled" if unit_enabled(ctx.root, SERVICE_NAME) else "not enabled"
+        activity = _service_activity(ctx.root)
+        if activity == "failed":
+            checks.append(Check("service", "warn", f"{SERVICE_NAME} {enabled}, failed",
+                                f"journalctl -u {SERVICE_NAME} -n 50; settings in /etc/tinyvla-edge/run.env"))
+        else:
+            checks.append(Check("service", "pass", f"{SERVICE_NAME} installed, {enabled}"
+                                + (f", {activity}" if activity else "")))
+    else:
+        checks.append(Check("service", "warn", f"{SERVICE_NAME} not installed", "sudo tinyvla-edge install"))
+    return checks
+
+
+CHECKS = (check_device, check_profile, check_python, check_torch, check_tensorrt, check_bitsandbytes,
+          check_onnxruntime, check_power, check_power_sensor, check_camera, check_arm, check_serial_conflicts,
+          check_memory_and_disk, check_install)
+
+
+# ----------------------------------------------------------------------------- running
+
+
+def _dist_version(name: str) -> str | None:
+    try:
+        return importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def _resolve_profile(name: str | None, device: DeviceInfo, root: str) -> tuple[Profile | None, str]:
+    if name:
+        return load_profile(name), "from --profile"
+    record = read_record(root)
+    if record and record.get("profile_ref"):
+        try:
+            return load_profile(record["profile_ref"]), "from the install record"
+        except EdgeError:
+            pass
+    try:
+        profile, _ = select_profile(None, device)
+        return profile, "the shipped profile for this device"
+    except EdgeError:
+        return None, "no profile given and none matches this device"
+
+
+def _run_probes(python: str) -> dict[str, ProbeResult]:
+    """Run the probe programs in parallel (each is a separate interpreter: mostly import time)."""
+    programs = {"torch": TORCH_CUDA, "tensorrt": TENSORRT_IMPORT, "onnxruntime": ONNXRUNTIME_PROVIDERS}
+    with ThreadPoolExecutor(max_workers=len(programs)) as pool:
+        futures = {name: pool.submit(run_probe, python, program) for name, program in programs.items()}
+        results = {name: future.result() for name, future in futures.items()}
+    if results["torch"].data.get("cuda"):
+        results["bitsandbytes"] = run_probe(python, BITSANDBYTES_INT8)
+    return results
+
+
+def run_doctor(
+    profile: str | None = None,
+    *,
+    camera: str | None = None,
+    arm: str | None = None,
+    root: str | Path | None = None,
+    env: Mapping[str, str] | None = None,
+    python: str | None = None,
+) -> dict:
+    """Run every check; the result has each check and `ok` (False when any check failed)."""
+    device = detect(root, env)
+    prof, note = _resolve_profile(profile, device, device.root)
+    query = run_command if device.is_jetson and shutil.which("nvpmodel") else None
+    ctx = DoctorContext(device=device, profile=prof, profile_note=note, root=device.root,
+                        python=python or sys.executable, probes=_run_probes(python or sys.executable),
+                        camera=camera, arm=arm, query_runner=query)
+    checks = [check for fn in CHECKS for check in fn(ctx)]
+    counts = {s: sum(c.status == s for c in checks) for s in ("pass", "warn", "fail", "skip", "unavailable")}
+    return {
+        "device": device.display_name,
+        "jetson": device.is_jetson,
+        "profile": prof.name if prof else None,
+        "checks": [asdict(c) for c in checks],
+        "counts": counts,
+        "ok": counts["fail"] == 0,
+    }
+
+
+MARKS = {"pass": "PASS", "warn": "WARN", "fail": "FAIL", "skip": "skip", "unavailable": "n/a "}
+
+
+def render_doctor(report: dict) -> str:
+    """One line per check, the fix indented below anything that is not a pass."""
+    lines = [f"tinyvla-edge doctor: {report['device']}" + (f", profile {report['profile']}" if report["profile"] else "")]
+    for check in report["checks"]:
+        lines.append(f"  [{MARKS[check['status']]}] {check['name']}: {check['detail']}")
+        if check["fix"] and check["status"] in ("warn", "fail"):
+            lines.append(f"         fix: {check['fix']}")
+    c = report["counts"]
+    lines.append(f"{c['pass']} passed, {c['warn']} warnings, {c['fail']} failed, {c['skip']} skipped, "
+                 f"{c['unavailable']} unavailable")
+    return "\n".join(lines)

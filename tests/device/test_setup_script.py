@@ -1,0 +1,49 @@
+"""jetson_setup.sh: shellcheck clean, and --dry-run runs (printing, changing nothing)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.device.conftest import INDEX_URL, REALSENSE_SOURCE
+from tests.device.jetson_tree import ORIN_NANO_SUPER_JP62, snapshot
+
+REPO = Path(__file__).resolve().parents[2]
+SCRIPT = REPO / "jetson_setup.sh"
+
+
+@pytest.mark.skipif(shutil.which("shellcheck") is None, reason="shellcheck not installed (CI installs it)")
+def test_shellcheck_clean():
+    result = subprocess.run(["shellcheck", str(SCRIPT)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout
+
+
+def _run(*args: str) -> subprocess.CompletedProcess:
+    env = dict(os.environ, TINYVLA_EDGE_VENV=str(Path(sys.executable).parent.parent),
+               TINYVLA_EDGE_REALSENSE_SOURCE=REALSENSE_SOURCE)
+    return subprocess.run(["bash", str(SCRIPT), *args], capture_output=True, text=True, env=env, timeout=120)
+
+
+def test_dry_run_prints_the_bootstrap_without_doing_it():
+    result = _run("--dry-run", "--profile", "cpu-dev")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert any(line.startswith("+ ") and "pip install" in line for line in lines)
+    if os.uname().machine == "x86_64":
+        assert any("torch==2.13.0" in line for line in lines)
+        assert "skipping 'tinyvla-edge install'" in result.stdout
+
+
+def test_dry_run_passes_through_to_install_on_a_staged_root(staged):
+    root = staged(ORIN_NANO_SUPER_JP62)
+    before = snapshot(root)
+    result = _run("--dry-run", "--root", str(root), "--profile", "orin-nano-8gb", "--user", "robot",
+                  "--index-url", INDEX_URL)
+    assert result.returncode == 0, result.stderr
+    assert "dry run: nothing below has been changed" in result.stdout and "$ nvpmodel -m 1" in result.stdout
+    assert snapshot(root) == before
