@@ -9,6 +9,7 @@ table is precomputed for all training timesteps.
 
 from __future__ import annotations
 
+import contextlib
 import math
 
 import torch
@@ -152,6 +153,10 @@ class ConditionalUnet1D(nn.Module):
     def denoise(self, sample: torch.Tensor, step_feature: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
         """Predict the noise of `sample` [B, T, A] given the step's features [B, dsed] and the
         condition [B, H]."""
+        with _cpu_conv_path(sample):
+            return self._unet(sample, step_feature, cond)
+
+    def _unet(self, sample: torch.Tensor, step_feature: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
         feature = torch.cat([step_feature.expand(cond.shape[0], -1), cond], dim=-1)
         x = sample.moveaxis(-1, -2)
         skips = []
@@ -175,6 +180,27 @@ class ConditionalUnet1D(nn.Module):
         timestep = timestep.reshape(-1).expand(sample.shape[0])
         cond = self.encode_condition(global_cond, states)
         return self.denoise(sample, self.step_features(timestep), cond)
+
+
+def _cpu_conv_path(sample: torch.Tensor):
+    """On CPU, run the UNet's Conv1d layers without oneDNN. At batch 1 and horizons of 16 or less
+    oneDNN reorders the weights on every call; the native im2col path measured 5–8× faster per
+    UNet step on the TinyVLA-S head (benchmarks/head_latency.py). Same arithmetic, same results."""
+    if sample.device.type != "cpu" or torch.compiler.is_compiling():
+        return contextlib.nullcontext()
+    return _mkldnn_disabled()
+
+
+@contextlib.contextmanager
+def _mkldnn_disabled():
+    # torch.backends.mkldnn.flags() also resets TF32 settings and warns on every call; this only
+    # toggles oneDNN itself.
+    previous = torch._C._get_mkldnn_enabled()
+    torch._C._set_mkldnn_enabled(False)
+    try:
+        yield
+    finally:
+        torch._C._set_mkldnn_enabled(previous)
 
 
 def infer_head_config(state: dict[str, torch.Tensor], base: HeadConfig, prefix: str = "") -> HeadConfig:
