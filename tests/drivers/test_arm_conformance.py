@@ -1,0 +1,82 @@
+"""The reusable Arm conformance test: SerialArm + emulator passes it; arms that break the
+contract fail it, so the check itself is shown to have teeth."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import pytest
+
+from drivers.arm import Arm, TargetResult
+from drivers.arm_conformance import ArmConformanceError, check_arm_conformance
+from drivers.serial_arm import SerialArm
+
+from .protocols import implements
+
+ALL_CHECKS = [
+    "not connected before connect",
+    "connect declares info",
+    "state shape",
+    "wrong target length refused",
+    "targets applied",
+    "step too large refused",
+    "out of limits refused, not clamped",
+    "estop latches until cleared",
+    "watchdog holds when commands stop",
+    "reconnect re-handshakes",
+    "close is idempotent and final",
+]
+
+
+@pytest.mark.parametrize("dof, space", [(7, "ee"), (5, "joint")])
+def test_serial_arm_on_the_emulator_conforms(sim_arm, dof, space):
+    sim = sim_arm(dof=dof, space=space)
+    assert implements(SerialArm(sim.port), Arm)
+    assert check_arm_conformance(lambda: SerialArm(sim.port, timeout_s=0.5)) == ALL_CHECKS
+
+
+def test_conformance_holds_through_line_noise(sim_arm):
+    sim = sim_arm(dof=3, space="joint", faults=["corrupt:0.003", "nak:0.05"], seed=5)
+    assert check_arm_conformance(lambda: SerialArm(sim.port, timeout_s=0.5, retries=4)) == ALL_CHECKS
+
+
+class ClampingArm(SerialArm):
+    """An Arm that 'helpfully' clamps targets into the limits: the silent clamp the contract forbids."""
+
+    def send_target(self, values: Sequence[float]) -> TargetResult:
+        info = self.info
+        if len(values) == info.axes:
+            values = [min(max(v, lo), hi) for v, lo, hi in zip(values, info.lower, info.upper)]
+        return super().send_target(values)
+
+
+class ForgetfulArm(SerialArm):
+    """An Arm whose heartbeat releases ESTOP behind the user's back."""
+
+    def heartbeat(self) -> None:
+        super().heartbeat()
+        super().clear_estop()
+
+
+def test_an_arm_that_clamps_silently_fails(sim_arm):
+    sim = sim_arm(dof=2, space="joint")
+    assert implements(ClampingArm(sim.port), Arm)
+    with pytest.raises(ArmConformanceError, match="must be refused OUT_OF_LIMITS.*never clamped"):
+        check_arm_conformance(lambda: ClampingArm(sim.port, timeout_s=0.5))
+
+
+def test_an_arm_whose_estop_does_not_latch_fails(sim_arm):
+    sim = sim_arm(dof=2, space="joint")
+    with pytest.raises(ArmConformanceError, match="ESTOP must stay latched"):
+        check_arm_conformance(lambda: ForgetfulArm(sim.port, timeout_s=0.5))
+
+
+def test_a_watchdog_too_long_to_test_is_reported(sim_arm):
+    sim = sim_arm(dof=2, space="joint", watchdog_s=5.0)
+    with pytest.raises(ArmConformanceError, match="watchdog 5.0 s is too long to test"):
+        check_arm_conformance(lambda: SerialArm(sim.port, timeout_s=0.5))
+
+
+def test_the_structural_check_notices_missing_members():
+    with pytest.raises(AssertionError, match="lacks .*send_target"):
+        implements(object(), Arm)
