@@ -109,6 +109,8 @@ def preprocess_image(image: np.ndarray, settings: ImageSettings) -> torch.Tensor
     """One camera frame (uint8 H×W×3 RGB) → CLIP pixel values (float32 3×S×S)."""
     if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
         raise ValueError(f"expected a uint8 H×W×3 RGB image, got {image.dtype} {image.shape}")
+    if not image.flags.writeable:  # camera frames are read-only views; torch wants writable memory
+        image = image.copy()
     x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float() / 255.0
     if settings.crop_resize:
         x = center_crop_resize(x)

@@ -1,0 +1,160 @@
+"""Backbone latency on this CPU, side by side in one run: a TinyVLA-S-dimension backbone (CLIP
+ViT-L/14-336 + Pythia-70M dimensions, random weights) with one and two cameras, as
+
+  fp32 torch eager · fp32 onnxruntime · int8 QDQ onnxruntime · bitsandbytes int8 (CUDA only)
+
+Reports the median latency of vision + language, the peak memory of each variant (each runs in
+its own process, read from VmHWM), and the cosine of the pooled final hidden states against fp32
+torch. Target: int8 QDQ onnxruntime ≥ 2× faster than fp32 torch eager at cosine ≥ 0.99.
+
+    python benchmarks/backbone_latency.py [--cameras 1 2] [--repeats N] [--json]
+
+ONNX exports and int8 models are cached under benchmarks/.cache/backbone/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from benchmarks.common import median_ms, print_table  # noqa: E402
+
+CACHE = ROOT / "benchmarks" / ".cache" / "backbone"
+VARIANTS = ("torch-fp32", "onnxruntime-fp32", "onnxruntime-int8", "bitsandbytes-int8")
+SUFFIX_TOKENS = 24
+
+
+def build_components(cameras: int):
+    from edge.policy.components import LanguageComponent, VisionComponent
+    from edge.policy.network import TinyVLANetwork
+    from edge.policy.tiny import s_dimension_config
+
+    torch.manual_seed(0)
+    cfg = s_dimension_config(num_cameras=cameras)
+    net = TinyVLANetwork(cfg).eval()
+    return cfg, VisionComponent(net).eval(), LanguageComponent(net).eval()
+
+
+def inputs(cfg, seed: int):
+    g = torch.Generator().manual_seed(seed)
+    px = torch.randn(cfg.num_cameras, 3, cfg.vision.image_size, cfg.vision.image_size, generator=g)
+    prefix = torch.randint(2, 250, (1, 40), generator=g)
+    suffix = torch.randint(2, 250, (1, SUFFIX_TOKENS), generator=g)
+    return px, prefix, suffix
+
+
+def prepare(cameras: int) -> Path:
+    """Export fp32 ONNX and calibrate int8 once (cached)."""
+    from quantize.int8 import quantize_static_qdq
+    from quantize.onnx_export import export_onnx
+
+    d = CACHE / f"cams{cameras}"
+    if (d / "language.int8.onnx").is_file():
+        return d
+    d.mkdir(parents=True, exist_ok=True)
+    cfg, vision, language = build_components(cameras)
+    px, prefix, suffix = inputs(cfg, 0)
+    with torch.inference_mode():
+        tokens = vision(px)
+    export_onnx(vision, (px,), d / "vision.fp32.onnx", ["pixel_values"], ["output"])
+    export_onnx(language, (prefix, tokens, suffix), d / "language.fp32.onnx", ["prefix_ids", "image_tokens", "suffix_ids"], ["output"])
+    calib = [inputs(cfg, 100 + i) for i in range(4)]
+    with torch.inference_mode():
+        lang_feeds = [{"prefix_ids": p.numpy(), "image_tokens": vision(x).numpy(), "suffix_ids": s.numpy()} for x, p, s in calib]
+    quantize_static_qdq(d / "vision.fp32.onnx", d / "vision.int8.onnx", [{"pixel_values": x.numpy()} for x, _, _ in calib])
+    quantize_static_qdq(d / "language.fp32.onnx", d / "language.int8.onnx", lang_feeds)
+    return d
+
+
+def peak_rss_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def run_variant(variant: str, cameras: int, repeats: int) -> dict:
+    """Child process: time one variant, save its pooled hidden state for the cosine."""
+    d = CACHE / f"cams{cameras}"
+    cfg, vision, language = build_components(cameras)
+    px, prefix, suffix = inputs(cfg, 7)
+    if variant == "torch-fp32":
+        def run():
+            with torch.inference_mode():
+                return language(prefix, vision(px), suffix)
+    elif variant.startswith("onnxruntime"):
+        from edge.engines.onnx_engine import OnnxRunner
+
+        precision = variant.split("-")[1]
+        del vision, language
+        v, lang = OnnxRunner(d / f"vision.{precision}.onnx"), OnnxRunner(d / f"language.{precision}.onnx")
+
+        def run():
+            return lang(prefix, v(px), suffix)
+    else:
+        from edge.engines import engine_unavailable_reason
+
+        reason = engine_unavailable_reason("bitsandbytes")
+        if reason:
+            return {"variant": variant, "unavailable": reason}
+        from edge.engines.bnb_engine import to_llm_int8
+
+        language = to_llm_int8(language, "language")
+        vision = vision.cuda().half()
+
+        def run():
+            with torch.inference_mode():
+                return language(prefix.cuda(), vision(px.cuda().half()), suffix.cuda()).float().cpu()
+    ms = median_ms(run, repeats, warmup=1)
+    pooled = run().float().mean(dim=1)[0].numpy()
+    np.save(d / f"pooled-{variant}.npy", pooled)
+    return {"variant": variant, "median_ms": ms, "peak_rss_mb": peak_rss_mb()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="TinyVLA-S backbone latency: fp32 vs int8, torch vs onnxruntime")
+    parser.add_argument("--cameras", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--variant", help=argparse.SUPPRESS)
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    if args.variant:
+        print(json.dumps(run_variant(args.variant, args.cameras[0], args.repeats)))
+        return
+    results = []
+    for cams in args.cameras:
+        prepare(cams)
+        for variant in VARIANTS:
+            out = subprocess.run([sys.executable, __file__, "--variant", variant, "--cameras", str(cams),
+                                  "--repeats", str(args.repeats)], capture_output=True, text=True, env=os.environ)
+            line = out.stdout.strip().splitlines()[-1] if out.stdout.strip() else json.dumps({"variant": variant, "unavailable": out.stderr[-300:]})
+            results.append({"cameras": cams, **json.loads(line)})
+    rows = []
+    for r in results:
+        base = next(x for x in results if x["cameras"] == r["cameras"] and x["variant"] == "torch-fp32")
+        if "unavailable" in r:
+            rows.append([r["cameras"], r["variant"], "—", "—", "—", "—", r["unavailable"][:60]])
+            continue
+        d = CACHE / f"cams{r['cameras']}"
+        a, b = np.load(d / f"pooled-{r['variant']}.npy"), np.load(d / "pooled-torch-fp32.npy")
+        r["cosine_vs_fp32"] = float(a @ b / np.linalg.norm(a) / np.linalg.norm(b))
+        r["speedup_vs_torch_fp32"] = base["median_ms"] / r["median_ms"]
+        rows.append([r["cameras"], r["variant"], f"{r['median_ms']:.0f}", f"{r['speedup_vs_torch_fp32']:.2f}x",
+                     f"{r['peak_rss_mb']:.0f}", f"{r['cosine_vs_fp32']:.5f}", ""])
+    print_table(f"TinyVLA-S backbone (CLIP-L/336 + Pythia-70M dims), {torch.get_num_threads()} threads",
+                ["cams", "variant", "median ms", "vs fp32 torch", "peak RSS MB", "cosine", "note"], rows, args.json,
+                {"results": results})
+
+
+if __name__ == "__main__":
+    main()
