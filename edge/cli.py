@@ -69,15 +69,40 @@ def inspect(
 
 
 @app.command()
-def install() -> None:
+def install(
+    profile: Optional[str] = typer.Option(None, "--profile", help="Profile name or YAML path (default: this device's)."),
+    user: Optional[str] = typer.Option(None, "--user", help="Non-root user the service runs as (default: $SUDO_USER)."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Print the plan (file contents, diffs, commands); change nothing."),
+    root: Optional[Path] = typer.Option(None, "--root", help="Stage into this root tree; record commands instead of running them."),
+    yes: bool = typer.Option(False, "--yes", help="Consent to removing brltty and disabling ModemManager."),
+    index_url: Optional[str] = typer.Option(None, "--index-url", help="pip index for JetPack wheels ({platform}/{cuda_tag} filled in)."),
+    arm_serial: Optional[str] = typer.Option(None, "--arm-serial", help="USB serial number of the arm's adapter (stable /dev/tinyvla-arm)."),
+    enable_service: Optional[bool] = typer.Option(None, "--enable-service/--no-enable-service", help="Enable tinyvla-edge.service at boot."),
+    venv: Optional[str] = typer.Option(None, "--venv", help="Virtual environment path on the device."),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+) -> None:
     """Provision this Jetson (or a staged root) for a profile."""
-    _not_yet("install", "Jetson provisioning issue")
+    from edge.install import install_device, render_install
+
+    result = install_device(profile, user=user, dry_run=dry_run, root=root, yes=yes, index_url=index_url,
+                            arm_serial=arm_serial, enable_service=enable_service, venv=venv)
+    emit(result, as_json, render_install)
 
 
 @app.command()
-def doctor() -> None:
-    """Check that everything the runtime needs works here."""
-    _not_yet("doctor", "Jetson provisioning issue")
+def doctor(
+    profile: Optional[str] = typer.Option(None, "--profile", help="Profile to check against (default: the installed one)."),
+    camera: Optional[str] = typer.Option(None, "--camera", help="Camera spec to open and stream for 2 s."),
+    arm: Optional[str] = typer.Option(None, "--arm", help="Serial port of the arm: exists, accessible, handshake."),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+) -> None:
+    """Check that everything the runtime needs works here; exit 1 if any check fails."""
+    from edge.doctor import render_doctor, run_doctor
+
+    report = run_doctor(profile, camera=camera, arm=arm)
+    emit(report, as_json, render_doctor)
+    if not report["ok"]:
+        raise typer.Exit(1)
 
 
 @app.command()
@@ -111,9 +136,37 @@ def quantize(
 
 
 @app.command()
-def distill() -> None:
-    """Distill the diffusion head to K steps."""
-    _not_yet("distill", "distillation issue")
+def distill(
+    source: Path = typer.Argument(..., help="TinyVLA training output or native policy directory."),
+    steps: int = typer.Option(..., "--steps", help="Student DDIM steps K (1 .. teacher steps − 1)."),
+    teacher_steps: int = typer.Option(10, "--teacher-steps", help="The teacher's DDIM steps (the reference's 10)."),
+    calibration: Optional[Path] = typer.Option(None, "--calibration", help="Calibration directory from `capture`."),
+    synthetic_calibration: Optional[int] = typer.Option(
+        None, "--synthetic-calibration", help="Use N synthetic observations instead of --calibration."),
+    instruction: Optional[str] = typer.Option(None, "--instruction", help="Instruction for frames without one."),
+    method: Optional[str] = typer.Option(None, "--method", help="output-matching (default) or progressive."),
+    output: Optional[Path] = typer.Option(None, "--output", help="Output policy directory (default SOURCE-kK)."),
+    resume: bool = typer.Option(False, "--resume", help="Continue from OUTPUT/distill-checkpoint."),
+    seed: int = typer.Option(0, "--seed", help="Seed for noise, batches and the hold-out split."),
+    iterations: Optional[int] = typer.Option(None, "--iterations", help="Optimizer steps (default 2000)."),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Batch per rank (default 64)."),
+    learning_rate: Optional[float] = typer.Option(None, "--lr", help="Peak learning rate (default 1e-4)."),
+    holdout: float = typer.Option(0.2, "--holdout", help="Fraction of observations held out for fidelity."),
+    base: Optional[Path] = typer.Option(None, "--base", help="Base VLM directory (overrides model_base)."),
+    device: Optional[str] = typer.Option(None, "--device", help="cpu or cuda (default: per rank, CUDA if present)."),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+) -> None:
+    """Distill the diffusion head to K steps (works under torchrun; rank 0 writes)."""
+    from quantize.distill.command import render_result, run_distill
+
+    result = run_distill(
+        source, steps, teacher_steps=teacher_steps, calibration=calibration,
+        synthetic_calibration=synthetic_calibration, instruction=instruction, method=method, output=output,
+        resume=resume, seed=seed, iterations=iterations, batch_size=batch_size, learning_rate=learning_rate,
+        holdout=holdout, base=base, device=device, progress=not as_json,
+    )
+    if result["rank"] == 0:
+        emit(result, as_json, render_result)
 
 
 @app.command()
@@ -130,15 +183,66 @@ def capture(
 
 
 @app.command()
-def run() -> None:
+def run(
+    bundle: Path = typer.Argument(..., help="Bundle directory (or a TinyVLA training output, run in torch fp32)."),
+    camera: list[str] = typer.Option(..., "--camera", help="Camera SPEC or NAME=SPEC, once per bundle camera."),
+    arm: str = typer.Option(..., "--arm", help="Serial port of the arm, or 'sim' for the firmware emulator."),
+    instruction: str = typer.Option(..., "--instruction", help="What the robot should do."),
+    profile_name: Optional[str] = typer.Option(None, "--profile", help="Deployment profile (default: the bundle's)."),
+    rate: Optional[float] = typer.Option(None, "--rate", help="Control rate in Hz (default: the profile's)."),
+    duration: Optional[float] = typer.Option(None, "--duration", help="Seconds to run (default: until Ctrl-C)."),
+    ticks: Optional[int] = typer.Option(None, "--ticks", help="Stop after this many ticks."),
+    log: Optional[Path] = typer.Option(None, "--log", help="Write an episode log to this directory."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Everything but sending targets (heartbeats only)."),
+    clear_estop: bool = typer.Option(False, "--clear-estop", help="Release an ESTOP latched on the arm before running."),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable report."),
+) -> None:
     """The control loop: bundle + cameras + arm."""
-    _not_yet("run", "runtime issue")
+    from edge.runtime.run import RunRequest, exit_code, run_policy
+    from edge.runtime.telemetry import render_report
+
+    request = RunRequest(bundle=bundle, cameras=tuple(camera), arm=arm, instruction=instruction,
+                         profile=profile_name, rate_hz=rate, duration_s=duration, max_ticks=ticks,
+                         log_dir=log, dry_run=dry_run, clear_estop=clear_estop)
+    report = run_policy(request, say=lambda text: typer.echo(text, err=True))
+    emit(report, as_json, render_report)
+    code = exit_code(report)
+    if code:
+        typer.echo(f"error: run stopped: {report['stop']['message']}", err=True)
+        raise typer.Exit(code)
 
 
 @app.command()
-def profile() -> None:
-    """Latency and power of a bundle under one or more profiles."""
-    _not_yet("profile", "profiling issue")
+def profile(
+    bundle: Optional[Path] = typer.Argument(None, help="Bundle directory (or a training output, run in torch fp32)."),
+    profile_names: list[str] = typer.Option([], "--profile", help="Deployment profile; repeat to compare several."),
+    ticks: int = typer.Option(50, "--ticks", help="Measured ticks per profile."),
+    warmup: int = typer.Option(10, "--warmup", help="Ticks run first and excluded (compilation, caches)."),
+    camera: list[str] = typer.Option([], "--camera", help="Camera SPEC or NAME=SPEC (default: synthetic at the profile's size)."),
+    arm: str = typer.Option("none", "--arm", help="none, sim (the emulator) or a serial port."),
+    set_power_mode: bool = typer.Option(False, "--set-power-mode", help="Switch nvpmodel mode and clocks per profile, restore after."),
+    power_source: Optional[str] = typer.Option(None, "--power-source", help="ina3221, tegrastats, nvml, rapl, none (default: best available)."),
+    output: Path = typer.Option(Path("profile-report"), "--output", help="Report directory."),
+    compare: list[Path] = typer.Option([], "--compare", help="Build a comparison report from earlier profile.json files."),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+) -> None:
+    """Latency and power of a bundle under one or more profiles, with a report and plots."""
+    from edge.profiling.cli_render import render_profile
+
+    if compare:
+        from edge.profiling import compare_reports
+
+        files = compare_reports(list(compare), output)
+        emit({"output": str(files.directory), "markdown": str(files.markdown), "json": str(files.json),
+              "plots": [str(p) for p in files.plots], "runs": []}, as_json, render_profile)
+        return
+    if bundle is None or not profile_names:
+        raise EdgeError("profile needs a BUNDLE and at least one --profile (or --compare FILES)")
+    from edge.profiling.measure import ProfileRequest, profile_bundle
+
+    request = ProfileRequest(bundle=bundle, profiles=profile_names, ticks=ticks, warmup=warmup, cameras=camera,
+                             arm=arm, set_power_mode=set_power_mode, power_source=power_source)
+    emit(profile_bundle(request, output), as_json, render_profile)
 
 
 @app.command("sim-arm")
@@ -159,9 +263,20 @@ def sim_arm(
 
 
 @app.command()
-def demo() -> None:
+def demo(
+    ticks: int = typer.Option(300, "--ticks", help="Control ticks to run."),
+    rate: Optional[float] = typer.Option(None, "--rate", help="Control rate in Hz (default: the cpu-dev profile's)."),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable report."),
+    keep: Optional[Path] = typer.Option(None, "--keep", help="Keep the episode and emulator logs in this directory."),
+) -> None:
     """The whole path on embedded defaults."""
-    _not_yet("demo", "runtime issue")
+    from edge.demo import render_demo, run_demo
+
+    result = run_demo(ticks=ticks, rate_hz=rate, keep=keep, say=lambda text: typer.echo(text, err=True))
+    emit(result, as_json, render_demo)
+    if not result["passed"]:
+        typer.echo(f"error: demo checks failed: {', '.join(result['failed'])}", err=True)
+        raise typer.Exit(1)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -94,3 +94,9 @@ def broadcast_object(world: World, obj):
 def barrier(world: World) -> None:
     if world.distributed:
         dist.barrier()
+
+
+def leave(world: World) -> None:
+    """Destroy the process group `join` created (at the end of a command)."""
+    if world.distributed and dist.is_initialized():
+        dist.destroy_process_group()

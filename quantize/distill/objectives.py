@@ -17,10 +17,9 @@ import torch
 from torch import nn
 
 from edge.policy.head import ConditionalUnet1D
-from edge.policy.sampler import DDIMSampler
+from edge.policy.sampler import DDIMSampler, leading_timesteps
 from quantize.distill.chain import ddim_rows, run_chain, trajectory
 from quantize.distill.schedule import ladder, segments, student_timesteps
-from edge.policy.sampler import leading_timesteps
 
 PROGRESSIVE = "progressive"
 OUTPUT_MATCHING = "output-matching"

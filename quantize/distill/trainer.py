@@ -130,7 +130,7 @@ def train_student(
         model = loss_module
         if world.distributed:
             on_cuda = world.device.type == "cuda"
-            model = DistributedDataParallel(loss_module, device_ids=[world.device] if on_cuda else None, broadcast_buffers=False)
+            model = DistributedDataParallel(loss_module, device_ids=[world.device] if on_cuda else None)
         params = [p for p in student.parameters() if p.requires_grad]
         optimizer = torch.optim.AdamW(params, lr=settings.learning_rate, weight_decay=0.0)
         first = start_step if r == start_round else 0

@@ -1,0 +1,268 @@
+"""Control-loop overhead and cadence: tinyvla-edge's loop vs the naive inline loop, side by side.
+
+Everything real but the robot: the tiny TinyVLA policy (torch, K = 2 head), two cameras playing a
+RealSense recording through pyrealsense2, and the arm firmware emulator in its own process on a
+pty, driven by SerialArm over pyserial. Scenarios, each repeated (medians reported):
+
+  ours                 the runtime (worker thread + fixed-rate tick), the real tiny model
+  ours, slow model     the same, with inference stretched to 3x the tick period (sleeping, as a
+                       GPU-bound engine waits): the tick must not notice
+  naive                inference inline in the tick, as the reference eval does
+  naive, slow model    the same with the 3x-period inference: the rate collapses
+
+Targets (issue 7): runtime overhead per tick (all tick work: ensembling, conversion, safety,
+serial write + state read, logging; model compute excluded) p99 <= 2 ms at 30 Hz; tick start
+error p99 <= 1 ms; with the slow model the achieved rate within 5 % of target, misses <= 1 %.
+
+    .venv/bin/python benchmarks/loop_overhead.py [--seconds 10] [--repeats 3] [--rate 30] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from drivers.camera import open_camera  # noqa: E402
+from drivers.errors import DeviceTimeoutError  # noqa: E402
+from drivers.recording import record_synthetic  # noqa: E402
+from drivers.serial_arm import SerialArm  # noqa: E402
+from edge.config import ArmSpec, InstallSpec  # noqa: E402
+from edge.runtime.loop import ControlLoop, LoopSettings  # noqa: E402
+from edge.runtime.pacing import now, sleep_until  # noqa: E402
+from edge.runtime.run import SERIAL_RETRIES, reserve_a_core_for_control, serial_timeout_s  # noqa: E402
+from edge.runtime.safety import SafetyLayer, SafetyLimits  # noqa: E402
+from edge.runtime.sim_process import SimArmProcess  # noqa: E402
+from edge.runtime.telemetry import summarize  # noqa: E402
+
+INSTRUCTION = "pick up the red cube"
+OVERHEAD_P99_MS = 2.0
+START_ERROR_P99_MS = 1.0
+RATE_TOLERANCE = 0.05
+MISS_TOLERANCE = 0.01
+
+
+class SlowPredictor:
+    """The tiny predictor with every inference stretched to `seconds` (sleep releases the GIL,
+    as waiting on a GPU does)."""
+
+    def __init__(self, inner, seconds: float):
+        self.inner, self.seconds = inner, seconds
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    def predict(self, images, state, instruction, noise=None):
+        start = time.perf_counter()
+        prediction = self.inner.predict(images, state, instruction, noise)
+        time.sleep(max(0.0, self.seconds - (time.perf_counter() - start)))
+        return prediction
+
+    def postprocess(self, normalized):
+        return self.inner.postprocess(normalized)
+
+
+def apply_niceness(nice: int) -> int:
+    """Run at `nice` like the systemd unit `tinyvla-edge install` writes (Nice=, or SCHED_FIFO where
+    the kernel allows), before any thread exists so every thread and the emulator child inherit it
+    (the emulator stands in for the arm's own microcontroller, which never waits for our CPU).
+    Returns the niceness in effect."""
+    if nice:
+        try:
+            os.setpriority(os.PRIO_PROCESS, 0, nice)
+        except (PermissionError, OSError):
+            pass  # not allowed here: measure at the default priority and say so
+    return os.getpriority(os.PRIO_PROCESS, 0)
+
+
+def build_predictor(workdir: Path):
+    from edge.policy.checkpoint import load_training_output
+    from edge.policy.predictor import TorchPredictor
+    from edge.policy.tiny import tiny_config, write_base_vlm, write_training_output
+
+    cfg = tiny_config()
+    base = write_base_vlm(workdir / "Llava-Pythia-tiny", cfg, seed=0)
+    output = write_training_output(workdir / "llava_pythia_lora_tiny", base, cfg, seed=1)
+    policy = load_training_output(output)
+    return TorchPredictor(policy, policy.sampler(2))
+
+
+class Rig:
+    """Cameras on a looping recording + the emulator in a child process + SerialArm."""
+
+    def __init__(self, predictor, recording: Path, rate_hz: float):
+        self.cameras = [open_camera(f"recording:{recording}?loop", name) for name in predictor.camera_names]
+        self.sim = SimArmProcess(dof=6, space="ee")
+        port = self.sim.start()
+        self.arm = SerialArm(port, timeout_s=serial_timeout_s(rate_hz), retries=SERIAL_RETRIES)
+        self.limits = SafetyLimits.combine(self.arm.connect(), ArmSpec())
+
+    def close(self) -> None:
+        self.arm.close()
+        self.sim.stop()
+        for camera in self.cameras:
+            camera.close()
+
+
+def run_ours(predictor, rig: Rig, rate_hz: float, seconds: float) -> dict:
+    loop = ControlLoop(predictor, rig.cameras, rig.arm, SafetyLayer(rig.limits),
+                       LoopSettings(rate_hz=rate_hz, duration_s=seconds), INSTRUCTION)
+    report = loop.run().report
+    tick = report["tick_ms"]
+    inference = report["inference_ms"]
+    return {
+        "achieved_hz": report["achieved_rate_hz"],
+        "miss_ratio": report["miss_ratio"],
+        "overhead_p50_ms": tick["work"]["p50"],
+        "overhead_p99_ms": tick["work"]["p99"],
+        "serial_p99_ms": tick["serial"]["p99"],
+        "start_error_p99_ms": tick["start_error"]["p99"],
+        "capture_preprocess_p99_ms": inference.get("capture", {}).get("p99", 0.0)
+        + inference.get("preprocess", {}).get("p99", 0.0),
+        "inference_p50_ms": sum(inference.get(s, {}).get("p50", 0.0) for s in ("preprocess", "vision", "language", "head", "postprocess")),
+        "holds": report["safety"]["holds"],
+        "policy_hz": report["policy_rate_hz"],
+    }
+
+
+def run_naive(predictor, rig: Rig, rate_hz: float, seconds: float) -> dict:
+    """The reference eval's shape: observe, infer, act, all in the tick; then pace to the rate."""
+    safety = SafetyLayer(rig.limits)
+    state = _retrying(rig.arm.state)
+    safety.observe(state)
+    period = 1.0 / rate_hz
+    starts, works, timeouts = [], [], 0
+    due = now() + period
+    end = due + seconds
+    while now() < end:
+        sleep_until(due)
+        start = now()
+        starts.append(start)
+        images = [c.latest(max_age_s=1.0).color for c in rig.cameras]
+        prediction = predictor.predict(images, np.asarray(state.as_target(), np.float32), INSTRUCTION)
+        decision = safety.decide(np.asarray(prediction.chunk.robot_actions[0], np.float64), state)
+        try:
+            if rig.arm.send_target(decision.target).accepted:
+                safety.accepted(decision.target)
+            state = rig.arm.state()
+            safety.observe(state)
+        except DeviceTimeoutError:
+            timeouts += 1
+            safety.unconfirmed(decision.target)
+        works.append((now() - start) * 1e3)
+        due = max(due + period, now())  # no catch-up bursts; a late tick just starts late
+    span = starts[-1] - starts[0]
+    achieved = (len(starts) - 1) / span if span > 0 else 0.0
+    return {
+        "achieved_hz": achieved,
+        "miss_ratio": max(0.0, 1 - achieved / rate_hz),
+        "overhead_p50_ms": float("nan"),  # inference is inside the tick: no overhead to isolate
+        "overhead_p99_ms": float("nan"),
+        "tick_p99_ms": summarize(works)["p99"],
+        "start_error_p99_ms": float("nan"),
+        "holds": 0,
+        "serial_timeouts": timeouts,
+    }
+
+
+def _retrying(call, tries: int = 10):
+    for attempt in range(tries):
+        try:
+            return call()
+        except DeviceTimeoutError:
+            if attempt == tries - 1:
+                raise
+
+
+def median_of(runs: list[dict]) -> dict:
+    keys = runs[0].keys()
+    return {k: statistics.median(r[k] for r in runs) for k in keys}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seconds", type=float, default=10.0, help="length of each run")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--rate", type=float, default=30.0)
+    parser.add_argument("--nice", type=int, default=InstallSpec().nice,
+                        help="niceness to run at, as the installed service does (default %(default)s; 0: leave as is)")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+
+    niceness = apply_niceness(args.nice)
+    reserve_a_core_for_control()
+    slow_s = 3.0 / args.rate
+    with tempfile.TemporaryDirectory(prefix="loop-bench-") as tmp:
+        workdir = Path(tmp)
+        predictor = build_predictor(workdir)
+        recording = record_synthetic(workdir / "synthetic.db3", frames=60, width=64, height=48, fps=30)
+        scenarios = {
+            "ours": (run_ours, predictor),
+            "ours, slow model": (run_ours, SlowPredictor(predictor, slow_s)),
+            "naive": (run_naive, predictor),
+            "naive, slow model": (run_naive, SlowPredictor(predictor, slow_s)),
+        }
+        results: dict[str, list[dict]] = {name: [] for name in scenarios}
+        for _ in range(args.repeats):
+            for name, (runner, pred) in scenarios.items():
+                rig = Rig(predictor, recording, args.rate)
+                try:
+                    for _ in range(3):  # warm-up, excluded from the statistics
+                        predictor.predict([c.latest(1.0).color for c in rig.cameras], np.zeros(7, np.float32), INSTRUCTION)
+                    results[name].append(runner(pred, rig, args.rate, args.seconds))
+                finally:
+                    rig.close()
+
+    medians = {name: median_of(runs) for name, runs in results.items()}
+    ours, slow = medians["ours"], medians["ours, slow model"]
+    targets = {
+        "overhead_p99_le_2ms": ours["overhead_p99_ms"] <= OVERHEAD_P99_MS,
+        "start_error_p99_le_1ms": ours["start_error_p99_ms"] <= START_ERROR_P99_MS,
+        "slow_model_rate_within_5pct": abs(slow["achieved_hz"] - args.rate) / args.rate <= RATE_TOLERANCE,
+        "slow_model_misses_le_1pct": slow["miss_ratio"] <= MISS_TOLERANCE,
+    }
+    summary = {
+        "rate_hz": args.rate, "seconds": args.seconds, "repeats": args.repeats, "slow_inference_ms": 1e3 * slow_s,
+        "cpus": os.cpu_count(), "load_average": os.getloadavg(), "niceness": niceness,
+        "medians": medians, "runs": results, "targets": targets,
+        "ratios": {
+            "achieved_rate_ours_vs_naive_slow_model": slow["achieved_hz"] / medians["naive, slow model"]["achieved_hz"],
+            "achieved_rate_ours_vs_naive": ours["achieved_hz"] / medians["naive"]["achieved_hz"],
+        },
+    }
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    else:
+        print(render(summary))
+    return 0
+
+
+def render(summary: dict) -> str:
+    cols = ["achieved_hz", "miss_ratio", "overhead_p50_ms", "overhead_p99_ms", "start_error_p99_ms", "holds"]
+    lines = [
+        f"loop overhead at {summary['rate_hz']:g} Hz, {summary['repeats']} x {summary['seconds']:g} s "
+        f"(medians), {summary['cpus']} CPUs, load average {summary['load_average'][0]:.2f}, "
+        f"nice {summary['niceness']}; "
+        f"slow model = {summary['slow_inference_ms']:.0f} ms per inference",
+        f"{'scenario':<20}" + "".join(f"{c:>20}" for c in cols),
+    ]
+    for name, m in summary["medians"].items():
+        lines.append(f"{name:<20}" + "".join(f"{m.get(c, float('nan')):>20.3f}" for c in cols))
+    ratios = summary["ratios"]
+    lines.append(f"achieved rate ours / naive: {ratios['achieved_rate_ours_vs_naive']:.2f} (tiny model), "
+                 f"{ratios['achieved_rate_ours_vs_naive_slow_model']:.2f} (slow model)")
+    lines.append("targets: " + ", ".join(f"{k} {'ok' if v else 'MISSED'}" for k, v in summary["targets"].items()))
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,259 @@
+"""`tinyvla-edge run`: start-up checks, the control loop, and a safe shutdown.
+
+Start-up, before any motion (each failure is one line and a non-zero exit):
+  1. the profile and the rate it allows;
+  2. the bundle verifies (every file's hash) and loads;
+  3. the instruction fits the bundle's prompt budget;
+  4. the cameras are the bundle's cameras, open, and deliver frames;
+  5. the arm handshakes; its action space and DOF match the bundle; it is not faulted or
+     latched in ESTOP, and stands inside the limits (arm INFO ∩ profile);
+  6. warm-up inferences (excluded from the statistics); then the plan is printed.
+Then the loop runs until --duration, a signal (SIGINT/SIGTERM → ESTOP) or a fault (→ ESTOP).
+Whatever happens, the arm is left safe, the episode log is flushed, and devices are released.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from drivers.camera import Camera, open_camera
+from drivers.serial_arm import SerialArm
+from edge.config import Profile, load_profile
+from edge.errors import EdgeError
+from edge.runtime.episode_log import EpisodeLog
+from edge.runtime.loop import ControlLoop, LoopSettings
+from edge.runtime.safety import EstopLatch, SafetyLayer, SafetyLimits, StopReason
+from edge.runtime.shutdown import ShutdownAction
+from edge.runtime.sim_process import SimArmProcess
+from edge.runtime.startup import (
+    RunRefused, arm_requirement, check_arm, check_arm_state, check_instruction, check_rate,
+    load_run_predictor, match_cameras,
+)
+
+SIM_ARM = "sim"
+DEFAULT_PROFILE = "cpu-dev"
+WARMUP_INFERENCES = 5
+SERIAL_RETRIES = 2
+# Each serial call (send target, read state) may take this share of the tick, retries included,
+# so a corrupted exchange is retried within the tick instead of stretching it.
+SERIAL_SHARE_OF_TICK = 0.3
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    """What `tinyvla-edge run` was asked to do."""
+
+    bundle: Path
+    cameras: tuple[str, ...]
+    arm: str  # a serial port, or "sim" for the firmware emulator
+    instruction: str
+    profile: str | None = None  # default: the profile the bundle was built for, else cpu-dev
+    rate_hz: float | None = None  # default: the profile's control.rate_hz
+    duration_s: float | None = None  # None: until SIGINT/SIGTERM
+    max_ticks: int | None = None
+    log_dir: Path | None = None
+    dry_run: bool = False
+    clear_estop: bool = False
+    warmup: int = WARMUP_INFERENCES
+
+
+def serial_timeout_s(rate_hz: float) -> float:
+    """Per-call serial budget (all retries) for a loop at `rate_hz`."""
+    return min(0.1, max(0.004, SERIAL_SHARE_OF_TICK / rate_hz))
+
+
+def reserve_a_core_for_control() -> None:
+    """Let torch use every core but one, so the control thread always finds a free core."""
+    import torch
+
+    torch.set_num_threads(max(1, (os.cpu_count() or 2) - 1))
+
+
+class RunInterrupted(EdgeError):
+    """SIGINT/SIGTERM before the loop started: nothing had moved; devices are released."""
+
+    exit_code = 130
+
+
+class SignalStop:
+    """SIGINT/SIGTERM handling for a whole run (main thread only; elsewhere it does nothing).
+
+    Before the loop runs, a signal aborts start-up (RunInterrupted, so every device opened so
+    far is released). Once `arm(latch)` is called, a signal trips the ESTOP latch instead and
+    the loop stops at its next tick, leaving the arm safe.
+    """
+
+    def __init__(self) -> None:
+        self._latch: EstopLatch | None = None
+        self._previous: dict = {}
+
+    def __enter__(self) -> "SignalStop":
+        if threading.current_thread() is threading.main_thread():
+            self._previous = {s: signal.signal(s, self._handle) for s in (signal.SIGINT, signal.SIGTERM)}
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for s, handler in self._previous.items():
+            signal.signal(s, handler)
+
+    def arm(self, latch: EstopLatch) -> None:
+        self._latch = latch
+
+    def _handle(self, signum, _frame) -> None:
+        name = signal.Signals(signum).name
+        if self._latch is None:
+            raise RunInterrupted(f"{name} received during start-up; nothing was moved")
+        self._latch.trip(StopReason.SIGNAL, f"{name} received")
+
+
+def run_policy(request: RunRequest, say: Callable[[str], None] = lambda line: None) -> dict:
+    """Run the control loop as `request` says; returns the cadence report (with plan, stop, shutdown).
+
+    Raises RunRefused (or another EdgeError / DriverError) for anything wrong before motion.
+    """
+    profile = load_profile(request.profile) if request.profile else None
+    if profile is not None:
+        check_rate(request.rate_hz or profile.control.rate_hz, profile)
+    predictor, bundle_profile = load_run_predictor(request.bundle)
+    if profile is None:
+        profile = load_profile(bundle_profile or DEFAULT_PROFILE)
+    rate_hz = request.rate_hz or profile.control.rate_hz
+    check_rate(rate_hz, profile)
+    prompt_tokens = check_instruction(predictor, request.instruction)
+    camera_configs = match_cameras(list(request.cameras), tuple(predictor.camera_names))
+    need = arm_requirement(predictor)
+    latch = EstopLatch()
+
+    with contextlib.ExitStack() as stack:
+        signals = stack.enter_context(SignalStop())
+        cameras = [_open(stack, config, name) for name, config in camera_configs]
+        for camera in cameras:
+            camera.latest(max_age_s=profile.control.action_deadline_s)  # frames are flowing
+        port = request.arm
+        if port == SIM_ARM:
+            sim_log = request.log_dir / "sim-arm.jsonl" if request.log_dir else None
+            if sim_log:
+                sim_log.parent.mkdir(parents=True, exist_ok=True)
+            sim = SimArmProcess(dof=need.axes - 1, space=need.action_space or "joint", log=sim_log)
+            port = sim.start()
+            stack.callback(sim.stop)
+        arm = SerialArm(port, baud=profile.arm.baud, timeout_s=serial_timeout_s(rate_hz), retries=SERIAL_RETRIES)
+        info = arm.connect()
+        stack.callback(arm.close)
+        check_arm(info, need, predictor.state_dim)
+        limits = SafetyLimits.combine(info, profile.arm)
+        state = arm.state()
+        check_arm_state(state, limits, request.clear_estop)
+        if state.estop:
+            arm.clear_estop()  # asked for explicitly with --clear-estop; the arm holds until targeted
+
+        reserve_a_core_for_control()
+        warmup_ms = _warm_up(predictor, cameras, np.asarray(state.as_target(), np.float32),
+                             request.instruction, request.warmup)
+        settings = LoopSettings(
+            rate_hz=rate_hz,
+            ensemble_k=profile.control.ensemble_k,
+            action_deadline_s=profile.control.action_deadline_s,
+            duration_s=request.duration_s,
+            max_ticks=request.max_ticks,
+            dry_run=request.dry_run,
+            on_shutdown=ShutdownAction(profile.arm.on_shutdown),
+            chunk_capacity=_chunk_capacity(predictor.chunk_size, rate_hz, cameras),
+        )
+        plan = _plan(request, profile, predictor, info, limits, settings, port, prompt_tokens, warmup_ms)
+        say(render_plan(plan))
+        log = None
+        if request.log_dir is not None:
+            log = EpisodeLog(request.log_dir).open(plan)
+        loop = ControlLoop(predictor, cameras, arm, SafetyLayer(limits), settings, request.instruction,
+                           latch=latch, episode_log=log)
+        signals.arm(latch)
+        try:
+            result = loop.run()
+        finally:
+            report = getattr(loop, "result", None)
+            if log is not None:
+                log.close(dict(report.report, plan=plan) if report else {"plan": plan, "error": "the loop raised"})
+        return dict(result.report, plan=plan)
+
+
+def _open(stack: contextlib.ExitStack, config, name: str) -> Camera:
+    camera = open_camera(config, name)
+    stack.callback(camera.close)
+    return camera
+
+
+def _warm_up(predictor, cameras, state: np.ndarray, instruction: str, count: int) -> list[float]:
+    """A few inferences on live frames: first-call costs (allocation, kernel selection, engine
+    builds) happen here, not in the first ticks, and are left out of the statistics."""
+    times = []
+    for _ in range(count):
+        images = [c.latest(max_age_s=10.0).color for c in cameras]
+        start = time.perf_counter()
+        predictor.predict(images, state, instruction)
+        times.append((time.perf_counter() - start) * 1e3)
+    return times
+
+
+def _chunk_capacity(chunk_size: int, rate_hz: float, cameras) -> int:
+    """Ring size from rates: chunks arrive at most at the fastest camera's rate, and each covers
+    chunk_size ticks, so this many can cover one tick."""
+    fastest = max(c.info.fps for c in cameras)
+    return chunk_size * max(1, int(np.ceil(fastest / rate_hz)))
+
+
+def _plan(request, profile: Profile, predictor, info, limits: SafetyLimits, settings: LoopSettings,
+          port: str, prompt_tokens: int, warmup_ms: list[float]) -> dict:
+    return {
+        "bundle": str(request.bundle),
+        "profile": profile.name,
+        "instruction": request.instruction,
+        "prompt_tokens": prompt_tokens,
+        "max_prompt_tokens": predictor.max_prompt_tokens,
+        "rate_hz": settings.rate_hz,
+        "ensemble_k": settings.ensemble_k,
+        "chunk_size": predictor.chunk_size,
+        "head_steps": predictor.head_steps,
+        "action_deadline_s": settings.action_deadline_s,
+        "duration_s": settings.duration_s,
+        "dry_run": settings.dry_run,
+        "on_shutdown": settings.on_shutdown.value,
+        "cameras": {c: s for c, s in zip(predictor.camera_names, request.cameras)},
+        "arm": {"port": port, "firmware": info.firmware_version, "protocol": info.protocol_version,
+                "dof": info.dof, "action_space": info.action_space, "watchdog_s": info.watchdog_s},
+        "limits": limits.describe(),
+        "warmup_ms": [round(t, 2) for t in warmup_ms],
+    }
+
+
+def render_plan(plan: dict) -> str:
+    """The plan as a few lines for people."""
+    arm = plan["arm"]
+    lines = [
+        f"plan: {plan['rate_hz']:g} Hz, ensemble k {plan['ensemble_k']:g}, chunk {plan['chunk_size']}, "
+        f"head K={plan['head_steps']}, deadline {1e3 * plan['action_deadline_s']:.0f} ms, profile {plan['profile']}"
+        + (" [dry run: heartbeats only]" if plan["dry_run"] else ""),
+        f"arm: {arm['dof']} DOF {arm['action_space']} on {arm['port']} (firmware {arm['firmware']}), "
+        f"on shutdown: {plan['on_shutdown']}",
+        "limits: " + ", ".join(f"{r['axis']} [{r['lower']:.3g}, {r['upper']:.3g}] step {r['max_step']:.3g}"
+                               for r in plan["limits"]),
+        f"warm-up: {len(plan['warmup_ms'])} inferences, last {plan['warmup_ms'][-1]:.1f} ms" if plan["warmup_ms"] else "",
+    ]
+    return "\n".join(line for line in lines if line)
+
+
+def exit_code(report: dict) -> int:
+    """0 when the run ended as asked (duration reached, or stopped by a signal) with the arm
+    safe; 3 when a fault stopped it or the arm could not be confirmed safe."""
+    stop, shutdown = report["stop"]["reason"], report["shutdown"]
+    ended_as_asked = stop in (StopReason.COMPLETED.value, StopReason.SIGNAL.value)
+    return 0 if ended_as_asked and shutdown["arm_safe"] else 3

@@ -1,0 +1,164 @@
+"""Start-up checks that run before any motion: each refusal is one line naming what to fix.
+
+The bundle's facts (cameras, action space, prompt budget) are read through the predictor, so
+a bundle and a training output (torch fp32, for development) are checked the same way.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from drivers.arm import ArmInfo, ArmState
+from drivers.camera_configs import CameraConfig, parse_camera_spec, split_named_spec
+from edge.config import Profile
+from edge.errors import EdgeError
+from edge.policy.predictor import ChunkPredictor
+from edge.runtime.safety import SafetyLimits
+
+# How each action layout is commanded: TinyVLA's 10-D xyz + rot6d + gripper becomes a 7-D
+# end-effector target; raw actions go to the arm as they are, in whatever space it declares.
+LAYOUT_ACTION_SPACE = {"xyz_rot6d_gripper": "ee", "raw": None}
+
+
+class RunRefused(EdgeError):
+    """A check before motion failed; nothing was sent to the arm."""
+
+
+@dataclass(frozen=True)
+class ArmRequirement:
+    """What the bundle commands: values per target (DOF + gripper) and the action space."""
+
+    axes: int
+    action_space: str | None  # None: any space (raw actions)
+
+    def describe(self) -> str:
+        space = {"ee": "end-effector", "joint": "joint"}.get(self.action_space or "", "")
+        return f"{self.axes}-value {space + ' ' if space else ''}targets ({self.axes - 1} DOF + gripper)"
+
+
+def load_run_predictor(path: Path, seed: int = 0) -> tuple[ChunkPredictor, str]:
+    """A verified bundle (manifest.json) or, for development, a TinyVLA training output run in
+    torch fp32. Returns the predictor and the name of the profile the bundle was built for (or '')."""
+    path = Path(path)
+    if (path / "manifest.json").is_file():
+        from edge.bundle import load_predictor  # verifies every file's hash before loading
+
+        predictor = load_predictor(path, seed=seed)
+        return predictor, getattr(getattr(predictor, "manifest", None), "profile", "") or ""
+    if not path.exists():
+        raise RunRefused(f"bundle not found: {path}")
+    from edge.policy.checkpoint import load_training_output
+    from edge.policy.predictor import TorchPredictor
+
+    policy = load_training_output(path)  # strict: every head and projector tensor must load
+    return TorchPredictor(policy, seed=seed), ""
+
+
+def policy_config(predictor: ChunkPredictor):
+    """The predictor's PolicyConfig, wherever it keeps it (bundle: .config, torch: .policy.config)."""
+    config = getattr(predictor, "config", None)
+    if config is None and getattr(predictor, "policy", None) is not None:
+        config = predictor.policy.config
+    return config
+
+
+def arm_requirement(predictor: ChunkPredictor) -> ArmRequirement:
+    """What the bundle's robot actions need from the arm."""
+    robot = predictor.postprocess(np.zeros((1, predictor.action_dim), np.float32)).robot_actions
+    config = policy_config(predictor)
+    layout = getattr(config, "action_layout", "raw")
+    return ArmRequirement(int(robot.shape[-1]), LAYOUT_ACTION_SPACE.get(layout))
+
+
+def check_rate(rate_hz: float, profile: Profile) -> None:
+    if not rate_hz > 0:
+        raise RunRefused(f"rate must be positive, got {rate_hz:g} Hz")
+    if rate_hz > profile.control.max_rate_hz:
+        raise RunRefused(f"rate {rate_hz:g} Hz is above what profile {profile.name} allows "
+                         f"(control.max_rate_hz = {profile.control.max_rate_hz:g} Hz)")
+
+
+def prompt_tokens(predictor: ChunkPredictor, instruction: str) -> int:
+    """Tokens the instruction takes in the prompt suffix the bundle budgets for (instruction +
+    ' ASSISTANT: <|endoftext|>'), as `edge.policy.components.split_prompt` counts them."""
+    tokens = getattr(predictor, "tokens", None)  # a bundle pads to its budget and reports the real length
+    if tokens is not None:
+        try:
+            return int(tokens(instruction)[1])
+        except ValueError:  # split_prompt: over the budget (how far over, it does not say)
+            return predictor.max_prompt_tokens + 1
+    from edge.policy.prompt import IMAGE_TOKEN_INDEX
+
+    ids = predictor.policy.tokenizer.encode_instruction(instruction)
+    return len(ids) - ids.index(IMAGE_TOKEN_INDEX) - 1
+
+
+def check_instruction(predictor: ChunkPredictor, instruction: str) -> int:
+    """The instruction's token count; RunRefused if it is empty or over the bundle's prompt budget."""
+    if not instruction.strip():
+        raise RunRefused("the instruction is empty; say what the robot should do with --instruction")
+    count = prompt_tokens(predictor, instruction)
+    if count > predictor.max_prompt_tokens:
+        raise RunRefused(f"instruction is too long: {count} prompt tokens, the bundle's budget is "
+                         f"{predictor.max_prompt_tokens}; shorten it")
+    return count
+
+
+def match_cameras(specs: list[str], camera_names: tuple[str, ...]) -> list[tuple[str, CameraConfig]]:
+    """`--camera` values → (name, config) in the bundle's camera order.
+
+    NAME=SPEC names a camera; an unnamed SPEC takes the next bundle camera not named explicitly.
+    Every bundle camera must be given exactly once and no other.
+    """
+    named: dict[str, CameraConfig] = {}
+    unnamed: list[CameraConfig] = []
+    for text in specs:
+        name, spec = split_named_spec(text)
+        config = parse_camera_spec(spec)
+        if name is None:
+            unnamed.append(config)
+        elif name in named:
+            raise RunRefused(f"camera {name} is given twice")
+        else:
+            named[name] = config
+    unknown = [n for n in named if n not in camera_names]
+    if unknown:
+        raise RunRefused(f"camera {unknown[0]!r} is not in the bundle (its cameras: {', '.join(camera_names)})")
+    free = [n for n in camera_names if n not in named]
+    if len(unnamed) > len(free):
+        raise RunRefused(f"{len(specs)} cameras given; the bundle has {len(camera_names)} ({', '.join(camera_names)})")
+    named.update(zip(free, unnamed))
+    missing = [n for n in camera_names if n not in named]
+    if missing:
+        raise RunRefused(f"the bundle needs camera {missing[0]!r} (cameras: {', '.join(camera_names)}); "
+                         f"add --camera {missing[0]}=SPEC")
+    return [(n, named[n]) for n in camera_names]
+
+
+def check_arm(info: ArmInfo, need: ArmRequirement, state_dim: int) -> None:
+    """The arm must take what the bundle commands (same number of values, same action space)
+    and report the state the bundle reads (its measured values + gripper)."""
+    if info.axes != need.axes or (need.action_space is not None and info.action_space != need.action_space):
+        raise RunRefused(
+            f"arm mismatch: the arm takes {info.axes}-value {info.action_space} targets ({info.dof} DOF + gripper), "
+            f"the bundle commands {need.describe()}; refusing to move"
+        )
+    if info.axes != state_dim:
+        raise RunRefused(f"arm mismatch: the arm reports {info.axes} state values ({info.dof} DOF + gripper), "
+                         f"the bundle reads a {state_dim}-value state; refusing to move")
+
+
+def check_arm_state(state: ArmState, limits: SafetyLimits, clear_estop: bool) -> None:
+    """The arm must be free of faults, not latched in ESTOP (unless asked to clear it), and inside the limits."""
+    if state.fault:
+        raise RunRefused("the arm reports a fault; clear it on the arm before running")
+    if state.estop and not clear_estop:
+        raise RunRefused("the arm's ESTOP is latched (from a previous stop); make the scene safe, then run "
+                         "again with --clear-estop")
+    outside = limits.outside(np.asarray(state.as_target()))
+    if outside:
+        raise RunRefused(f"the arm is outside the limits on axis {outside[0]} (arm INFO ∩ profile); "
+                         "move it inside before running")
