@@ -76,22 +76,6 @@ def _build_recording(directory: Path) -> None:
     record_synthetic(directory / "synthetic.db3", frames=RECORDING_FRAMES, width=width, height=height, fps=30)
 
 
-def build_bundle(training_output: Path, bundle: Path, recording: Path) -> None:
-    """The one place the demo calls the quantizer (imported here: `edge` never imports `quantize`
-    at module level, and a device install may not have it)."""
-    try:
-        from quantize.pipeline import quantize_training_output
-    except ImportError as e:
-        raise MissingDependency(
-            f"the demo builds its bundle with the quantizer, which is not installed ({e}): "
-            "pip install 'tinyvla-edge[quantize]'"
-        ) from e
-    quantize_training_output(
-        checkpoint=training_output, profile=PROFILE, output=bundle, calibration_recording=recording,
-        distill_iterations=DEMO_DISTILL_ITERATIONS, progress=False,
-    )
-
-
 def demo_checks(report: dict, audit) -> dict[str, bool]:
     """The demo's pass conditions, by name."""
     return {
@@ -104,8 +88,13 @@ def demo_checks(report: dict, audit) -> dict[str, bool]:
 
 
 def run_demo(ticks: int = 300, rate_hz: float | None = None, keep: Path | None = None,
-             say: Callable[[str], None] = lambda line: None) -> dict:
-    """Build (or reuse) the artifacts, run the loop for `ticks`, check the outcome."""
+             say: Callable[[str], None] = lambda line: None,
+             build_bundle: Callable[[Path, Path, Path], None] | None = None) -> dict:
+    """Build (or reuse) the artifacts, run the loop for `ticks`, check the outcome.
+
+    `build_bundle(training_output, bundle_dir, recording)` quantizes the tiny policy; the
+    quantization stage passes it in (`quantize.demo.build_demo_bundle`), since the device side
+    never imports that stage."""
     if ticks < 2:
         raise EdgeError("the demo needs at least 2 ticks")
     cache = cache_dir() / "demo"
@@ -114,6 +103,8 @@ def run_demo(ticks: int = 300, rate_hz: float | None = None, keep: Path | None =
     recording = recording_dir / "synthetic.db3"
 
     def build_bundle_into(directory: Path) -> None:
+        if build_bundle is None:
+            raise MissingDependency("the demo builds its bundle with the quantization stage: pip install 'tinyvla-edge[quantize]'")
         directory.mkdir(parents=True)
         build_bundle(training / "llava_pythia_lora_tiny", directory / "bundle", recording)
 

@@ -1,0 +1,96 @@
+"""The commands the quantization stage adds to `tinyvla-edge` (entry point `tinyvla_edge.cli`).
+
+`edge.cli` loads them at start-up, so the device-side package never imports `quantize`. Each
+command is thin: parse arguments, call one function, print its result with the CLI's `emit`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable, Optional
+
+import typer
+
+from edge.errors import require
+
+
+def register(app: typer.Typer, emit: Callable) -> None:
+    """Add `quantize`, `distill` and `demo` to the CLI app."""
+
+    @app.command()
+    def quantize(
+        checkpoint: Path = typer.Argument(..., help="TinyVLA training output (root or checkpoint-N/) or a native policy."),
+        profile: str = typer.Option(..., "--profile", help="Deployment profile name or YAML path."),
+        output: Path = typer.Option(..., "--output", help="Bundle directory to write."),
+        base: Optional[Path] = typer.Option(None, "--base", help="Base VLM directory."),
+        calibration: Optional[Path] = typer.Option(None, "--calibration", help="Calibration frames (tinyvla-edge capture)."),
+        calibration_recording: Optional[Path] = typer.Option(None, "--calibration-recording", help="RealSense recording."),
+        precision: Optional[str] = typer.Option(None, "--precision", help="Backbone precision: fp32, fp16, bf16, int8."),
+        head_steps: Optional[int] = typer.Option(None, "--head-steps", help="DDIM steps of the head (distilled if fewer than the teacher's)."),
+        max_action_rmse: Optional[float] = typer.Option(None, "--max-action-rmse", help="Fail (no bundle) above this normalized RMSE."),
+        calibration_method: str = typer.Option("percentile", "--calibration-method", help="int8: minmax, percentile, entropy."),
+        force: bool = typer.Option(False, "--force", help="Replace an existing output directory."),
+        as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+    ) -> None:
+        """Training output -> bundle (backbone precision + distilled head + fidelity report)."""
+        require("onnxruntime", "quantize")
+        from quantize.pipeline import quantize_training_output
+        from quantize.summary import render_summary
+
+        result = quantize_training_output(
+            checkpoint, profile, output, base=base, calibration=calibration, calibration_recording=calibration_recording,
+            precision=precision, head_steps=head_steps, max_action_rmse=max_action_rmse,
+            calibration_method=calibration_method, force=force, progress=not as_json,
+        )
+        emit(result, as_json, render_summary)
+
+    @app.command()
+    def distill(
+        source: Path = typer.Argument(..., help="TinyVLA training output or native policy directory."),
+        steps: int = typer.Option(..., "--steps", help="Student DDIM steps K (1 .. teacher steps − 1)."),
+        teacher_steps: int = typer.Option(10, "--teacher-steps", help="The teacher's DDIM steps (the reference's 10)."),
+        calibration: Optional[Path] = typer.Option(None, "--calibration", help="Calibration directory from `capture`."),
+        synthetic_calibration: Optional[int] = typer.Option(
+            None, "--synthetic-calibration", help="Use N synthetic observations instead of --calibration."),
+        instruction: Optional[str] = typer.Option(None, "--instruction", help="Instruction for frames without one."),
+        method: Optional[str] = typer.Option(None, "--method", help="output-matching (default) or progressive."),
+        output: Optional[Path] = typer.Option(None, "--output", help="Output policy directory (default SOURCE-kK)."),
+        resume: bool = typer.Option(False, "--resume", help="Continue from OUTPUT/distill-checkpoint."),
+        seed: int = typer.Option(0, "--seed", help="Seed for noise, batches and the hold-out split."),
+        iterations: Optional[int] = typer.Option(None, "--iterations", help="Optimizer steps (default 2000)."),
+        batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Batch per rank (default 64)."),
+        learning_rate: Optional[float] = typer.Option(None, "--lr", help="Peak learning rate (default 1e-4)."),
+        holdout: float = typer.Option(0.2, "--holdout", help="Fraction of observations held out for fidelity."),
+        base: Optional[Path] = typer.Option(None, "--base", help="Base VLM directory (overrides model_base)."),
+        device: Optional[str] = typer.Option(None, "--device", help="cpu or cuda (default: per rank, CUDA if present)."),
+        as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+    ) -> None:
+        """Distill the diffusion head to K steps (works under torchrun; rank 0 writes)."""
+        from quantize.distill.command import render_result, run_distill
+
+        result = run_distill(
+            source, steps, teacher_steps=teacher_steps, calibration=calibration,
+            synthetic_calibration=synthetic_calibration, instruction=instruction, method=method, output=output,
+            resume=resume, seed=seed, iterations=iterations, batch_size=batch_size, learning_rate=learning_rate,
+            holdout=holdout, base=base, device=device, progress=not as_json,
+        )
+        if result["rank"] == 0:
+            emit(result, as_json, render_result)
+
+    @app.command()
+    def demo(
+        ticks: int = typer.Option(300, "--ticks", help="Control ticks to run."),
+        rate: Optional[float] = typer.Option(None, "--rate", help="Control rate in Hz (default: the cpu-dev profile's)."),
+        as_json: bool = typer.Option(False, "--json", help="Machine-readable report."),
+        keep: Optional[Path] = typer.Option(None, "--keep", help="Keep the episode and emulator logs in this directory."),
+    ) -> None:
+        """The whole path on embedded defaults."""
+        from edge.demo import render_demo, run_demo
+        from quantize.demo import build_demo_bundle
+
+        result = run_demo(ticks=ticks, rate_hz=rate, keep=keep, say=lambda text: typer.echo(text, err=True),
+                          build_bundle=build_demo_bundle)
+        emit(result, as_json, render_demo)
+        if not result["passed"]:
+            typer.echo(f"error: demo checks failed: {', '.join(result['failed'])}", err=True)
+            raise typer.Exit(1)
