@@ -358,8 +358,8 @@ def render(results, latency, fidelity, heads, args, elapsed_s: float) -> str:
             f"{fidelity[k]['paired']['rmse']:.3f} vs warm start {fidelity[k]['baseline_paired']['rmse']:.3f})"
             for k in missed
         ) + (f". With this CPU budget ({params / 1e6:.2f}M-parameter head, {args.distill_iterations} distillation "
-             "iterations) the student does not reproduce the teacher closely enough on those tasks; more iterations, "
-             "more calibration states or consistency distillation are the untested next steps (docs/distillation.md).")
+             "iterations) the student does not reproduce the teacher closely enough on those tasks; docs/distillation.md "
+             "has a run with 4× the iterations and the next steps.")
     return "\n".join([SECTION, "", *lines, "", targets, *(["", why] if why else []), "", notes, ""])
 
 

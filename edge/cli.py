@@ -130,7 +130,7 @@ def run(
     as_json: bool = typer.Option(False, "--json", help="Machine-readable report."),
 ) -> None:
     """The control loop: bundle + cameras + arm."""
-    from edge.runtime.run import RunRequest, exit_code, run_policy
+    from edge.runtime.run import RunRequest, check_outcome, run_policy
     from edge.runtime.telemetry import render_report
 
     request = RunRequest(bundle=bundle, cameras=tuple(camera), arm=arm, instruction=instruction,
@@ -138,10 +138,7 @@ def run(
                          log_dir=log, dry_run=dry_run, clear_estop=clear_estop)
     report = run_policy(request, say=lambda text: typer.echo(text, err=True))
     emit(report, as_json, render_report)
-    code = exit_code(report)
-    if code:
-        typer.echo(f"error: run stopped: {report['stop']['message']}", err=True)
-        raise typer.Exit(code)
+    check_outcome(report)  # RunStopped (exit 3) after an ESTOP or an arm not confirmed safe
 
 
 @app.command()
@@ -210,7 +207,9 @@ register_plugins()
 def main(argv: list[str] | None = None) -> int:
     """Console entry point: run the app, turning user-facing errors into one line and an exit code."""
     try:
-        app(args=argv, standalone_mode=False)
+        # Outside standalone mode click returns (not raises) the code of a typer.Exit.
+        code = app(args=argv, standalone_mode=False)
+        return code if isinstance(code, int) else 0
     except (EdgeError, DriverError) as e:
         code = getattr(e, "exit_code", 1)
         typer.echo(f"error: {e}", err=True)

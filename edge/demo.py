@@ -54,7 +54,7 @@ def _cached(path: Path, build: Callable[[Path], None], say: Callable[[str], None
         say(f"{what}: cached ({path})")
         return path
     shutil.rmtree(path, ignore_errors=True)
-    say(f"{what}: building ({path})")
+    say(f"{what}: building ({path}); cached for the next run")
     build(path)
     (path / _DONE).write_text(__version__)
     return path
@@ -74,6 +74,19 @@ def _build_recording(directory: Path) -> None:
     directory.mkdir(parents=True, exist_ok=True)
     width, height = RECORDING_SIZE
     record_synthetic(directory / "synthetic.db3", frames=RECORDING_FRAMES, width=width, height=height, fps=30)
+
+
+class DemoFailed(EdgeError):
+    """The demo ran but one of its checks failed."""
+
+
+def check_demo(result: dict) -> None:
+    """DemoFailed (one line naming the failed checks, exit code 1) unless every check passed.
+
+    Raise this rather than `typer.Exit(1)`: `main()` runs the app with standalone_mode=False,
+    where click returns an Exit's code instead of raising it, and main() then returns 0."""
+    if not result["passed"]:
+        raise DemoFailed(f"demo checks failed: {', '.join(result['failed'])}")
 
 
 def demo_checks(report: dict, audit) -> dict[str, bool]:

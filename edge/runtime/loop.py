@@ -35,6 +35,7 @@ if TYPE_CHECKING:  # the runtime needs only the protocol's shape; importing it p
 # Python hands the GIL between threads every 5 ms by default: a tick waking while the worker
 # runs Python code could start 5 ms late. 0.5 ms keeps the start error well under a millisecond.
 SWITCH_INTERVAL_S = 0.0005
+CAMERA_POLL_FRACTION = 0.2  # poll camera freshness every fifth of the deadline (a stall is caught within 1.2x it)
 
 
 @dataclass(frozen=True)
@@ -116,6 +117,7 @@ class ControlLoop:
         self._serial_failing_since: float | None = None
         self._camera_deadline = settings.camera_deadline_s or settings.action_deadline_s
         self._arm_deadline = settings.arm_deadline_s or settings.action_deadline_s
+        self._cameras_checked_at = float("-inf")
 
     # -- running --------------------------------------------------------------------------------
 
@@ -178,13 +180,13 @@ class ControlLoop:
         t_safety = now()
         sent = self._drive(decision, tick)
         t_serial = now()
+        stages_ms = {"chunks": (t_chunks - start) * 1e3, "convert": (t_convert - t_chunks) * 1e3,
+                     "safety": (t_safety - t_convert) * 1e3, "serial": (t_serial - t_safety) * 1e3}
         if self.episode_log is not None:
-            self.episode_log.tick(self._tick_record(tick, due, start, blend, decision, sent))
+            self.episode_log.tick(self._tick_record(tick, due, start, blend, decision, sent, stages_ms))
         end = now()
         self.telemetry.record_tick(start, TickTimes(
-            start_error=(start - due) * 1e3, chunks=(t_chunks - start) * 1e3, convert=(t_convert - t_chunks) * 1e3,
-            safety=(t_safety - t_convert) * 1e3, serial=(t_serial - t_safety) * 1e3, log=(end - t_serial) * 1e3,
-            work=(end - start) * 1e3,
+            start_error=(start - due) * 1e3, log=(end - t_serial) * 1e3, work=(end - start) * 1e3, **stages_ms,
         ))
 
     # -- the parts of a tick --------------------------------------------------------------------
@@ -192,6 +194,11 @@ class ControlLoop:
     def _check_stops(self, tick: int, t: float) -> None:
         if self.worker.failure is not None:
             self.latch.trip(StopReason.INFERENCE_FAILED, f"inference failed: {self.worker.failure}", tick)
+        # Cameras are polled a few times per deadline, not every tick: each poll takes the camera's
+        # lock, which its reader thread may hold, and the deadline is far longer than a tick.
+        if t - self._cameras_checked_at < self._camera_deadline * CAMERA_POLL_FRACTION:
+            return
+        self._cameras_checked_at = t
         for camera in self.cameras:
             frame = camera.frame_before(t)
             age = t - frame.host_time_s if frame is not None else float("inf")
@@ -310,7 +317,8 @@ class ControlLoop:
         if self.episode_log is not None:
             self.episode_log.event(kind, time=now(), **fields)
 
-    def _tick_record(self, tick: int, due: float, start: float, blend, decision: Decision, accepted: bool) -> dict:
+    def _tick_record(self, tick: int, due: float, start: float, blend, decision: Decision, accepted: bool,
+                     stages_ms: dict[str, float]) -> dict:
         state = self._state
         return {
             "tick": tick,
@@ -329,4 +337,5 @@ class ControlLoop:
             "state_time": state.host_time_s if state else None,
             "arm_flags": {"moving": state.moving, "estop": state.estop, "fault": state.fault,
                           "watchdog_hold": state.watchdog_hold} if state else None,
+            "stages_ms": stages_ms,
         }

@@ -92,6 +92,7 @@ def broadcast_object(world: World, obj):
 
 
 def barrier(world: World) -> None:
+    """Wait for every rank (e.g. until rank 0 has written the output)."""
     if world.distributed:
         dist.barrier()
 

@@ -18,7 +18,7 @@ from edge.policy.predictor import TorchPredictor
 from edge.runtime.audit import audit_arm_log
 from edge.runtime.episode_log import EpisodeLog
 from edge.runtime.loop import ControlLoop, LoopResult, LoopSettings
-from edge.runtime.run import serial_timeout_s
+from edge.runtime.run import connect_arm, serial_timeout_s
 from edge.runtime.safety import SafetyLayer, SafetyLimits
 
 # Every emulator log a test produced, for the audit across all runs (test_zz_audit.py).
@@ -52,8 +52,8 @@ def recording(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def short_recording(tmp_path_factory) -> Path:
-    """A quarter second of frames, played once: the camera stalls when it ends."""
-    return record_synthetic(tmp_path_factory.mktemp("rec") / "short.db3", frames=8, width=64, height=48, fps=30)
+    """Half a second of frames, played once: the camera stalls when it ends."""
+    return record_synthetic(tmp_path_factory.mktemp("rec") / "short.db3", frames=15, width=64, height=48, fps=30)
 
 
 @pytest.fixture(scope="session")
@@ -106,7 +106,7 @@ def rig_factory(tmp_path, predictor, recording):
         sim.start()
         stack.callback(sim.stop)
         arm = SerialArm(str(tmp_path / "arm-link"), timeout_s=serial_timeout_s(rate_hz), retries=2)
-        info = arm.connect()
+        info = connect_arm(arm)
         stack.callback(arm.close)
         limits = SafetyLimits.combine(info, PROFILE_ARM)
         ARM_LOGS.append((arm_log, limits))

@@ -39,3 +39,14 @@ def test_artifacts_are_built_once_and_a_half_built_one_is_rebuilt(tmp_path, monk
     (target / ".complete").unlink()  # as if the first build had been interrupted
     _cached(target, build, lambda line: None, "thing")
     assert len(builds) == 2 and (target / "artifact").is_file()
+
+
+def test_a_failed_demo_is_a_one_line_error_with_a_nonzero_exit():
+    import pytest
+
+    from edge.demo import DemoFailed, check_demo
+
+    check_demo({"passed": True, "failed": []})
+    with pytest.raises(DemoFailed, match="demo checks failed: rate_within_5_percent") as failure:
+        check_demo({"passed": False, "failed": ["rate_within_5_percent"]})
+    assert failure.value.exit_code != 0

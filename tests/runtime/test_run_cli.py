@@ -169,3 +169,14 @@ def test_sigterm_estops_the_arm_and_completes_the_logs(tiny_output, recording, p
     assert report["ticks"] == len((log / "ticks.jsonl").read_text().splitlines())
     assert sim.inspect(lambda fw: fw.estop)
     assert any(e["type"] == "ESTOP" for e in _arm_events(tmp_path))
+
+
+def test_a_fault_stop_exits_non_zero_with_the_reason(tiny_output, short_recording, profile, sim, tmp_path, capsys):
+    # The warm-up outlasts the short recording: the loop sees a stalled camera at once and ESTOPs.
+    code, out, err = _run([str(tiny_output), "--camera", f"cam0=recording:{short_recording}",
+                           "--camera", f"cam1=recording:{short_recording}", "--arm", str(sim.link),
+                           "--instruction", "pick", "--profile", str(profile), "--duration", "5"], capsys)
+    assert code == 3, err
+    assert err.strip().splitlines()[-1].startswith("error: run stopped by ESTOP: camera cam")
+    assert "shutdown: estop, arm safe: yes" in out
+    assert sim.inspect(lambda fw: fw.estop)
