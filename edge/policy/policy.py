@@ -55,7 +55,11 @@ class Policy:
         return self.network.cfg
 
     def sampler(self, steps: int | None = None) -> DDIMSampler:
-        """The reference's DDIM schedule at `steps` (default: the trained 10)."""
+        """The head's DDIM schedule: a distilled head's own timesteps (recorded by `distill`) when
+        `steps` is None or its K, else the reference's leading spacing at `steps` (default 10)."""
+        distilled = self.source.get("distillation")
+        if distilled and steps in (None, distilled.get("steps")):
+            return DDIMSampler(distilled["timesteps"], self.config.train_timesteps)
         return DDIMSampler.leading(steps or self.config.inference_steps, self.config.train_timesteps)
 
     def prepare(self, images: list[np.ndarray], state: np.ndarray, instruction: str) -> PreparedObservation:

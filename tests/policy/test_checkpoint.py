@@ -187,3 +187,15 @@ def test_config_without_action_fields(broken):
 def test_not_a_training_output(tmp_path):
     with pytest.raises(CheckpointError, match="not a TinyVLA training output"):
         locate(tmp_path)
+
+
+def test_distilled_native_policy_samples_with_its_own_timesteps(tmp_path, tiny_policy):
+    save_policy(tiny_policy, tmp_path / "student")
+    meta = json.loads((tmp_path / "student" / "policy.json").read_text())
+    meta["source"]["distillation"] = {"method": "output-matching", "steps": 2, "timesteps": [90, 40], "teacher_steps": 10}
+    (tmp_path / "student" / "policy.json").write_text(json.dumps(meta))
+    student = load_policy(tmp_path / "student")
+    assert student.sampler().timesteps.tolist() == [90, 40]
+    assert student.sampler(2).timesteps.tolist() == [90, 40]
+    assert student.sampler(10).timesteps.tolist() == list(range(90, -1, -10))
+    assert tiny_policy.sampler().timesteps.tolist() == list(range(90, -1, -10))
