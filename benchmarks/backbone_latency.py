@@ -28,6 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.common import median_ms, print_table  # noqa: E402
+from edge.profiling.measure import peak_rss_mb  # noqa: E402
 
 CACHE = ROOT / "benchmarks" / ".cache" / "backbone"
 VARIANTS = ("torch-fp32", "onnxruntime-fp32", "onnxruntime-int8", "bitsandbytes-int8")
@@ -74,13 +75,6 @@ def prepare(cameras: int) -> Path:
     quantize_static_qdq(d / "vision.fp32.onnx", d / "vision.int8.onnx", [{"pixel_values": x.numpy()} for x, _, _ in calib])
     quantize_static_qdq(d / "language.fp32.onnx", d / "language.int8.onnx", lang_feeds)
     return d
-
-
-def peak_rss_mb() -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 def run_variant(variant: str, cameras: int, repeats: int) -> dict:

@@ -12,11 +12,6 @@ class EdgeError(Exception):
     exit_code = 1
 
 
-class NotImplementedYet(EdgeError):
-    """A command whose issue has not landed."""
-
-    exit_code = 2
-
 
 class CheckpointError(EdgeError):
     """A training output or checkpoint that cannot be loaded or does not verify."""

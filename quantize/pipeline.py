@@ -61,16 +61,12 @@ def camera_names(profile: Profile, policy: Policy) -> list[str]:
     return names or list(policy.config.camera_names) or [f"cam{i}" for i in range(n)]
 
 
-def synthetic_observations(policy: Policy, count: int, height: int = 48, width: int = 64) -> list[Observation]:
-    """Deterministic smooth frames, used only to *report* fidelity when no calibration is given
-    (never to calibrate int8); the report says so."""
-    obs = []
-    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
-    for i in range(count):
-        frames = [np.stack([(xx * (3 + c + i) + yy * (5 + cam)) % 256 for c in range(3)], -1).astype(np.uint8)
-                  for cam in range(policy.config.num_cameras)]
-        obs.append(Observation(frames, np.asarray(policy.stats.qpos_mean, np.float32), "pick up the object"))
-    return obs
+def synthetic_observations(policy: Policy, count: int) -> list[Observation]:
+    """Deterministic stand-in frames (the distillation stage's), used only to *report* fidelity
+    when no calibration is given (never to calibrate int8); the report says so."""
+    from quantize.distill.conditions import synthetic_observations as stand_ins
+
+    return [Observation(images, state, instruction) for images, state, instruction in stand_ins(policy, count)]
 
 
 def _export_component(name: str, module, args, spec: ComponentSpec, out: Path, calib_feeds, method: str) -> dict:
@@ -236,9 +232,7 @@ def _build(policy, prof, specs, steps, names, resolution, calibrate_on, held_out
         components[name] = _export_component(name, module, args[name], specs[name], tmp, calib_feeds_for(name), method)
     if any(c["file"] == BACKBONE_WEIGHTS for c in components.values()):
         save_file({k: v.contiguous() for k, v in net.state_dict().items() if k.startswith("gpt_neox.")}, str(tmp / BACKBONE_WEIGHTS))
-    import shutil as _sh
-
-    _sh.copyfile(policy.tokenizer.path, tmp / TOKENIZER)
+    shutil.copyfile(policy.tokenizer.path, tmp / TOKENIZER)
     teacher = policy.sampler()
     head_state = {k: v for k, v in net.embed_out.state_dict().items()}
     manifest = {

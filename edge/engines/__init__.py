@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import importlib.util
 from dataclasses import dataclass
-from typing import Callable, Protocol
+from typing import Protocol
 
 import torch
 
@@ -55,5 +55,3 @@ def require_engine(name: str, component: str) -> None:
     if reason:
         raise BundleError(f"{component}: {reason}")
 
-
-LoaderFn = Callable[..., ComponentRunner]
