@@ -56,24 +56,28 @@ def inputs(cfg, seed: int):
 
 def prepare(cameras: int) -> Path:
     """Export fp32 ONNX and calibrate int8 once (cached)."""
-    from quantize.int8 import quantize_static_qdq
+    from quantize.int8 import RECIPE, quantize_static_qdq
     from quantize.onnx_export import export_onnx
 
     d = CACHE / f"cams{cameras}"
-    if (d / "language.int8.onnx").is_file():
+    stamp = d / "int8-recipe.json"
+    if stamp.is_file() and json.loads(stamp.read_text()) == RECIPE:
         return d
     d.mkdir(parents=True, exist_ok=True)
     cfg, vision, language = build_components(cameras)
     px, prefix, suffix = inputs(cfg, 0)
     with torch.inference_mode():
         tokens = vision(px)
-    export_onnx(vision, (px,), d / "vision.fp32.onnx", ["pixel_values"], ["output"])
-    export_onnx(language, (prefix, tokens, suffix), d / "language.fp32.onnx", ["prefix_ids", "image_tokens", "suffix_ids"], ["output"])
+    if not (d / "language.fp32.onnx").is_file():
+        export_onnx(vision, (px,), d / "vision.fp32.onnx", ["pixel_values"], ["output"])
+        export_onnx(language, (prefix, tokens, suffix), d / "language.fp32.onnx",
+                    ["prefix_ids", "image_tokens", "suffix_ids"], ["output"])
     calib = [inputs(cfg, 100 + i) for i in range(4)]
     with torch.inference_mode():
         lang_feeds = [{"prefix_ids": p.numpy(), "image_tokens": vision(x).numpy(), "suffix_ids": s.numpy()} for x, p, s in calib]
     quantize_static_qdq(d / "vision.fp32.onnx", d / "vision.int8.onnx", [{"pixel_values": x.numpy()} for x, _, _ in calib])
     quantize_static_qdq(d / "language.fp32.onnx", d / "language.int8.onnx", lang_feeds)
+    stamp.write_text(json.dumps(RECIPE))
     return d
 
 

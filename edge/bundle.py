@@ -21,7 +21,7 @@ from edge import __version__
 from edge.engines import require_engine
 from edge.errors import BundleError
 from edge.policy.actions import make_chunk
-from edge.policy.components import split_prompt
+from edge.policy.components import split_prompt, suffix_length
 from edge.policy.head import ConditionalUnet1D
 from edge.policy.native import policy_from_metadata
 from edge.policy.predictor import Prediction, _Stopwatch
@@ -245,6 +245,10 @@ class BundlePredictor:
         if prefix != self.manifest.prompt["prefix_ids"]:
             raise BundleError("prompt prefix differs from the bundle's (tokenizer mismatch)")
         return torch.tensor([suffix], dtype=torch.long), real
+
+    def prompt_tokens(self, instruction: str) -> int:
+        """Prompt tokens the instruction takes against the bundle's budget (may exceed it)."""
+        return suffix_length(self.tokenizer.encode_instruction(instruction), IMAGE_TOKEN_INDEX)
 
     def postprocess(self, normalized: np.ndarray):
         """Normalized chunk → ActionChunk (de-normalized, robot commands)."""

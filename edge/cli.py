@@ -127,6 +127,9 @@ def run(
     log: Optional[Path] = typer.Option(None, "--log", help="Write an episode log to this directory."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Everything but sending targets (heartbeats only)."),
     clear_estop: bool = typer.Option(False, "--clear-estop", help="Release an ESTOP latched on the arm before running."),
+    inference_thread: bool = typer.Option(False, "--inference-thread",
+                                          help="Run the model in a thread of the control process instead of its own "
+                                               "process (debugging; the model then delays ticks)."),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable report."),
 ) -> None:
     """The control loop: bundle + cameras + arm."""
@@ -135,7 +138,7 @@ def run(
 
     request = RunRequest(bundle=bundle, cameras=tuple(camera), arm=arm, instruction=instruction,
                          profile=profile_name, rate_hz=rate, duration_s=duration, max_ticks=ticks,
-                         log_dir=log, dry_run=dry_run, clear_estop=clear_estop)
+                         log_dir=log, dry_run=dry_run, clear_estop=clear_estop, inference_process=not inference_thread)
     report = run_policy(request, say=lambda text: typer.echo(text, err=True))
     emit(report, as_json, render_report)
     check_outcome(report)  # RunStopped (exit 3) after an ESTOP or an arm not confirmed safe

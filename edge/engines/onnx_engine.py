@@ -19,7 +19,9 @@ def available_providers() -> list[str]:
 class OnnxRunner:
     """An ONNX model on onnxruntime; inputs in the model's input order."""
 
-    def __init__(self, path: Path, threads: int | None = None, providers: list[str] | None = None):
+    def __init__(self, path: Path, threads: int | None = None, providers: list[str] | None = None,
+                 optimized_model: Path | None = None):
+        """`optimized_model`, when given, receives the graph onnxruntime actually runs (for inspection)."""
         import onnxruntime as ort
 
         options = ort.SessionOptions()
@@ -29,9 +31,14 @@ class OnnxRunner:
         options.add_session_config_entry("session.inter_op.allow_spinning", "0")
         if threads:
             options.intra_op_num_threads = threads
+        if optimized_model:
+            options.optimized_model_filepath = str(optimized_model)
         chosen = providers or [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in ort.get_available_providers()]
         try:
-            self.session = ort.InferenceSession(str(path), options, providers=chosen)
+            # Common-subexpression elimination merges a QDQ model's dedicated Q/DQ pairs back into
+            # shared ones, which stops QLinearMatMul fusion for q/k/v (see quantize/int8.py).
+            self.session = ort.InferenceSession(str(path), options, providers=chosen,
+                                                disabled_optimizers=["CommonSubexpressionElimination"])
         except Exception as e:  # onnxruntime raises its own exception types
             raise BundleError(f"{path.name}: onnxruntime cannot load it: {str(e).splitlines()[0][:200]}") from e
         self.inputs = [(i.name, i.shape) for i in self.session.get_inputs()]

@@ -43,6 +43,12 @@ class LanguageComponent(nn.Module):
         return self.gpt_neox(inputs_embeds=embeds, use_cache=False).last_hidden_state
 
 
+def suffix_length(ids: list[int], image_token: int) -> int:
+    """Prompt tokens after the image token (instruction + ' ASSISTANT: <|endoftext|>'): what the
+    bundle's prompt budget limits."""
+    return len(ids) - ids.index(image_token) - 1
+
+
 def split_prompt(ids: list[int], image_token: int, suffix_len: int, pad_id: int) -> tuple[list[int], list[int], int]:
     """(prefix, right-padded suffix, real suffix length) from prompt ids with one image token."""
     pos = ids.index(image_token)

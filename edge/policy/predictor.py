@@ -13,7 +13,9 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 import torch
 
+from edge.policy.components import suffix_length
 from edge.policy.policy import ActionChunk, Policy
+from edge.policy.prompt import IMAGE_TOKEN_INDEX
 from edge.policy.sampler import DDIMSampler
 
 STAGES = ("preprocess", "vision", "language", "head", "postprocess")
@@ -46,6 +48,10 @@ class ChunkPredictor(Protocol):
         blends chunks in normalized space and converts the blend with this."""
         ...
 
+    def prompt_tokens(self, instruction: str) -> int:
+        """Prompt tokens the instruction takes against `max_prompt_tokens` (may exceed it)."""
+        ...
+
 
 class _Stopwatch:
     def __init__(self) -> None:
@@ -64,6 +70,7 @@ class TorchPredictor:
     def __init__(self, policy: Policy, sampler: DDIMSampler | None = None, camera_names: tuple[str, ...] = (),
                  max_prompt_tokens: int = 256, seed: int = 0):
         self.policy = policy
+        self.config, self.stats = policy.config, policy.stats
         cfg = policy.config
         self.sampler = sampler or policy.sampler()
         self.camera_names = camera_names or cfg.camera_names or tuple(f"cam{i}" for i in range(cfg.num_cameras))
@@ -96,3 +103,7 @@ class TorchPredictor:
     def postprocess(self, normalized: np.ndarray) -> ActionChunk:
         """Normalized actions [T, A] → ActionChunk, as the policy converts its own output."""
         return self.policy.postprocess(normalized)
+
+    def prompt_tokens(self, instruction: str) -> int:
+        """Prompt tokens after the image token, as a bundle built from this policy budgets them."""
+        return suffix_length(self.policy.tokenizer.encode_instruction(instruction), IMAGE_TOKEN_INDEX)

@@ -66,6 +66,7 @@ class RunRequest:
     dry_run: bool = False
     clear_estop: bool = False
     warmup: int = WARMUP_INFERENCES
+    inference_process: bool = True  # the model in a child process (False: a thread, for debugging)
 
 
 def serial_timeout_s(rate_hz: float) -> float:
@@ -88,11 +89,16 @@ def _retry_timeouts(call, attempts: int):
                 raise
 
 
+def model_threads() -> int:
+    """Every core but one, so the control thread always finds a free core."""
+    return max(1, (os.cpu_count() or 2) - 1)
+
+
 def reserve_a_core_for_control() -> None:
-    """Let torch use every core but one, so the control thread always finds a free core."""
+    """Let torch in this process use `model_threads()` threads."""
     import torch
 
-    torch.set_num_threads(max(1, (os.cpu_count() or 2) - 1))
+    torch.set_num_threads(model_threads())
 
 
 class RunInterrupted(EdgeError):
@@ -166,18 +172,19 @@ def _run_policy(request: RunRequest, say: Callable[[str], None]) -> dict:
     profile = load_profile(request.profile) if request.profile else None
     if profile is not None:
         check_rate(request.rate_hz or profile.control.rate_hz, profile)
-    predictor, bundle_profile = load_run_predictor(request.bundle)
-    if profile is None:
-        profile = load_profile(bundle_profile or DEFAULT_PROFILE)
-    rate_hz = request.rate_hz or profile.control.rate_hz
-    check_rate(rate_hz, profile)
-    prompt_tokens = check_instruction(predictor, request.instruction)
-    camera_configs = match_cameras(list(request.cameras), tuple(predictor.camera_names))
-    need = arm_requirement(predictor)
     latch = EstopLatch()
-
     with contextlib.ExitStack() as stack:
         signals = stack.enter_context(SignalStop())
+        predictor, bundle_profile = load_run_predictor(request.bundle, separate_process=request.inference_process,
+                                                       torch_threads=model_threads())
+        stack.callback(getattr(predictor, "close", lambda: None))
+        if profile is None:
+            profile = load_profile(bundle_profile or DEFAULT_PROFILE)
+        rate_hz = request.rate_hz or profile.control.rate_hz
+        check_rate(rate_hz, profile)
+        prompt_tokens = check_instruction(predictor, request.instruction)
+        camera_configs = match_cameras(list(request.cameras), tuple(predictor.camera_names))
+        need = arm_requirement(predictor)
         cameras = [_open(stack, config, name) for name, config in camera_configs]
         for camera in cameras:  # frames are flowing (a frame newer than the first, within the deadline)
             first = camera.wait_newer(0, profile.control.action_deadline_s)
@@ -200,7 +207,8 @@ def _run_policy(request: RunRequest, say: Callable[[str], None]) -> dict:
         if state.estop:
             arm.clear_estop()  # asked for explicitly with --clear-estop; the arm holds until targeted
 
-        reserve_a_core_for_control()
+        if not request.inference_process:
+            reserve_a_core_for_control()
         warmup_ms = _warm_up(predictor, cameras, np.asarray(state.as_target(), np.float32),
                              request.instruction, request.warmup)
         settings = LoopSettings(
@@ -277,7 +285,18 @@ def _plan(request, profile: Profile, predictor, info, limits: SafetyLimits, sett
         "limits": limits.describe(),
         "warmup_ms": [round(t, 2) for t in warmup_ms],
         "niceness": os.getpriority(os.PRIO_PROCESS, 0),
+        "inference": _inference_placement(predictor),
     }
+
+
+def _inference_placement(predictor) -> dict:
+    pid = getattr(predictor, "pid", None)  # a ProcessPredictor's child
+    if pid is None:
+        return {"where": "thread"}
+    try:
+        return {"where": "process", "pid": pid, "niceness": os.getpriority(os.PRIO_PROCESS, pid)}
+    except OSError:  # it has exited; the loop will say why
+        return {"where": "process", "pid": pid}
 
 
 def render_plan(plan: dict) -> str:
@@ -292,8 +311,16 @@ def render_plan(plan: dict) -> str:
         "limits: " + ", ".join(f"{r['axis']} [{r['lower']:.3g}, {r['upper']:.3g}] step {r['max_step']:.3g}"
                                for r in plan["limits"]),
         f"warm-up: {len(plan['warmup_ms'])} inferences, last {plan['warmup_ms'][-1]:.1f} ms" if plan["warmup_ms"] else "",
+        _render_inference(plan["inference"]),
     ]
     return "\n".join(line for line in lines if line)
+
+
+def _render_inference(inference: dict) -> str:
+    if inference["where"] == "thread":
+        return "inference: in a thread of the control process"
+    nice = f", niceness {inference['niceness']}" if "niceness" in inference else ""
+    return f"inference: own process (pid {inference['pid']}{nice})"
 
 
 class RunStopped(EdgeError):

@@ -7,6 +7,7 @@ a bundle and a training output (torch fp32, for development) are checked the sam
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -39,37 +40,42 @@ class ArmRequirement:
         return f"{self.axes}-value {space + ' ' if space else ''}targets ({self.axes - 1} DOF + gripper)"
 
 
-def load_run_predictor(path: Path, seed: int = 0) -> tuple[ChunkPredictor, str]:
+def load_run_predictor(path: Path, seed: int = 0, separate_process: bool = False,
+                       torch_threads: int | None = None) -> tuple[ChunkPredictor, str]:
     """A verified bundle (manifest.json) or, for development, a TinyVLA training output run in
-    torch fp32. Returns the predictor and the name of the profile the bundle was built for (or '')."""
+    torch fp32. Returns the predictor and the name of the profile the bundle was built for (or '').
+
+    With `separate_process` the model runs in a child process (`ProcessPredictor`, with
+    `torch_threads` threads); the caller must `close()` it."""
     path = Path(path)
+    if not path.exists():
+        raise RunRefused(f"bundle not found: {path}")
+    if separate_process:
+        from edge.runtime.inference_process import ProcessPredictor
+
+        predictor = ProcessPredictor(partial(load_local_predictor, path, seed), torch_threads)
+        return predictor, predictor.profile
+    predictor = load_local_predictor(path, seed)
+    return predictor, getattr(getattr(predictor, "manifest", None), "profile", "") or ""
+
+
+def load_local_predictor(path: Path, seed: int = 0) -> ChunkPredictor:
+    """The predictor for a bundle or a training output, in this process."""
     if (path / "manifest.json").is_file():
         from edge.bundle import load_predictor  # verifies every file's hash before loading
 
-        predictor = load_predictor(path, seed=seed)
-        return predictor, getattr(getattr(predictor, "manifest", None), "profile", "") or ""
-    if not path.exists():
-        raise RunRefused(f"bundle not found: {path}")
+        return load_predictor(path, seed=seed)
     from edge.policy.checkpoint import load_training_output
     from edge.policy.predictor import TorchPredictor
 
     policy = load_training_output(path)  # strict: every head and projector tensor must load
-    return TorchPredictor(policy, seed=seed), ""
-
-
-def policy_config(predictor: ChunkPredictor):
-    """The predictor's PolicyConfig, wherever it keeps it (bundle: .config, torch: .policy.config)."""
-    config = getattr(predictor, "config", None)
-    if config is None and getattr(predictor, "policy", None) is not None:
-        config = predictor.policy.config
-    return config
+    return TorchPredictor(policy, seed=seed)
 
 
 def arm_requirement(predictor: ChunkPredictor) -> ArmRequirement:
     """What the bundle's robot actions need from the arm."""
     robot = predictor.postprocess(np.zeros((1, predictor.action_dim), np.float32)).robot_actions
-    config = policy_config(predictor)
-    layout = getattr(config, "action_layout", "raw")
+    layout = getattr(predictor.config, "action_layout", "raw")
     return ArmRequirement(int(robot.shape[-1]), LAYOUT_ACTION_SPACE.get(layout))
 
 
@@ -81,26 +87,11 @@ def check_rate(rate_hz: float, profile: Profile) -> None:
                          f"(control.max_rate_hz = {profile.control.max_rate_hz:g} Hz)")
 
 
-def prompt_tokens(predictor: ChunkPredictor, instruction: str) -> int:
-    """Tokens the instruction takes in the prompt suffix the bundle budgets for (instruction +
-    ' ASSISTANT: <|endoftext|>'), as `edge.policy.components.split_prompt` counts them."""
-    tokens = getattr(predictor, "tokens", None)  # a bundle pads to its budget and reports the real length
-    if tokens is not None:
-        try:
-            return int(tokens(instruction)[1])
-        except ValueError:  # split_prompt: over the budget (how far over, it does not say)
-            return predictor.max_prompt_tokens + 1
-    from edge.policy.prompt import IMAGE_TOKEN_INDEX
-
-    ids = predictor.policy.tokenizer.encode_instruction(instruction)
-    return len(ids) - ids.index(IMAGE_TOKEN_INDEX) - 1
-
-
 def check_instruction(predictor: ChunkPredictor, instruction: str) -> int:
     """The instruction's token count; RunRefused if it is empty or over the bundle's prompt budget."""
     if not instruction.strip():
         raise RunRefused("the instruction is empty; say what the robot should do with --instruction")
-    count = prompt_tokens(predictor, instruction)
+    count = predictor.prompt_tokens(instruction)
     if count > predictor.max_prompt_tokens:
         raise RunRefused(f"instruction is too long: {count} prompt tokens, the bundle's budget is "
                          f"{predictor.max_prompt_tokens}; shorten it")

@@ -170,3 +170,23 @@ def test_cli_quantize_and_inspect_bundle(tmp_path, tiny_output, torch_profile, t
     facts = json.loads(capsys.readouterr().out)
     assert facts["kind"] == "bundle" and facts["run"]["steps"] == 10
     assert np.load(tmp_path / "o.npz")["robot_actions"].shape == (16, 7)
+
+
+def test_int8_weight_matmuls_run_as_integer_kernels(int8_bundle, tmp_path):
+    """Every weight MatMul of the int8 vision tower must reach onnxruntime's QLinearMatMul; one left
+    as DequantizeLinear→MatMul dequantizes its weights on every call (the q/k/v regression)."""
+    import onnx
+
+    from edge.engines.onnx_engine import OnnxRunner
+
+    out, summary = int8_bundle
+    optimized = tmp_path / "vision.optimized.onnx"
+    OnnxRunner(out / summary["components"]["vision"]["file"], optimized_model=optimized)
+    graph = onnx.load(str(optimized), load_external_data=False).graph
+    weights = {i.name for i in graph.initializer}
+    dequantized_weights = {o for n in graph.node if n.op_type == "DequantizeLinear" and n.input[0] in weights
+                           for o in n.output}
+    float_weight_matmuls = [n.name for n in graph.node if n.op_type in ("MatMul", "FusedMatMul", "Gemm")
+                            and any(i in dequantized_weights for i in n.input)]
+    assert float_weight_matmuls == []
+    assert sum(n.op_type == "QLinearMatMul" for n in graph.node) >= 6 * 2  # ≥ 6 weight MatMuls per layer

@@ -1,0 +1,187 @@
+"""Inference in a child process, so model compute never holds the control process's GIL.
+
+On a 2-core machine a torch or onnxruntime predictor in a thread of the control process takes
+the GIL for its Python-level work (module calls, tensor bookkeeping) in slices of up to the
+switch interval, and every tick that wakes during one starts late. In its own process the model
+shares nothing with the tick but the CPU, where the control process wins by priority: the child
+runs `NICENESS_STEP` nicer than its parent.
+
+`ProcessPredictor` is a `ChunkPredictor`: the inference worker calls `predict` as before and
+waits on a pipe (no GIL held). `postprocess`, which the tick calls, runs in the parent from the
+normalization stats the child reports at start-up. If the child dies, `predict` raises and the
+loop ESTOPs.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+import traceback
+from functools import partial
+from typing import TYPE_CHECKING, Callable
+
+import numpy as np
+
+from edge.errors import EdgeError
+from edge.policy.actions import make_chunk
+
+if TYPE_CHECKING:
+    from edge.policy.predictor import ChunkPredictor, Prediction
+
+NICENESS_STEP = 10  # the control process always outranks its model
+START_TIMEOUT_S = 600.0  # loading a large bundle (hashing, engine builds) can take minutes
+STOP_TIMEOUT_S = 2.0
+FACTS = ("camera_names", "chunk_size", "action_dim", "state_dim", "head_steps", "max_prompt_tokens", "config", "stats")
+
+
+class InferenceProcessError(EdgeError):
+    """The inference process could not start, or stopped answering."""
+
+
+class ProcessPredictor:
+    """A `ChunkPredictor` whose `predict` runs in a spawned child process.
+
+    `load` is a picklable callable (a module-level function or a `functools.partial` of one)
+    that builds the real predictor in the child. An `EdgeError` raised there (a bundle that
+    fails verification, say) is raised again here with the same type and message.
+    """
+
+    def __init__(self, load: Callable[[], ChunkPredictor], torch_threads: int | None = None,
+                 start_timeout_s: float = START_TIMEOUT_S):
+        context = multiprocessing.get_context("spawn")  # fork would copy threads and CUDA state
+        self._conn, child_conn = context.Pipe()
+        self._process = context.Process(target=serve, args=(child_conn, load, torch_threads),
+                                         name="tinyvla-inference", daemon=True)
+        self._process.start()
+        child_conn.close()
+        try:
+            facts = self._receive(start_timeout_s, "start")
+        except BaseException:  # a refusal, or a signal during a long load: leave no child behind
+            self.close()
+            raise
+        for name in FACTS:
+            setattr(self, name, facts[name])
+        self.profile: str = facts["profile"]
+        self.pid = self._process.pid
+        self._postprocess = partial(make_chunk, stats=self.stats, layout=self.config.action_layout)
+
+    def predict(self, images: list[np.ndarray], state: np.ndarray, instruction: str, noise=None) -> Prediction:
+        """One inference in the child; blocks (without the GIL) until its chunk arrives."""
+        return self._call("predict", [np.ascontiguousarray(i) for i in images], np.asarray(state), instruction,
+                          None if noise is None else noise.numpy())
+
+    def prompt_tokens(self, instruction: str) -> int:
+        return self._call("prompt_tokens", instruction)
+
+    def postprocess(self, normalized: np.ndarray):
+        """Normalized actions → ActionChunk, here in the control process (no round trip)."""
+        return self._postprocess(normalized)
+
+    def close(self, timeout_s: float = STOP_TIMEOUT_S) -> None:
+        """Stop the child: ask, then terminate, then kill. Safe to call twice."""
+        if self._process.is_alive():
+            try:
+                self._conn.send(("stop",))
+            except OSError:
+                pass
+            self._process.join(timeout_s)
+        if self._process.is_alive():
+            self._process.terminate()
+            self._process.join(timeout_s)
+        if self._process.is_alive():
+            self._process.kill()
+            self._process.join()
+        self._conn.close()
+
+    def __enter__(self) -> "ProcessPredictor":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def _call(self, method: str, *args):
+        try:
+            self._conn.send((method, *args))
+        except OSError as e:
+            raise self._died() from e
+        return self._receive(None, method)
+
+    def _receive(self, timeout_s: float | None, what: str):
+        try:
+            if timeout_s is not None and not self._conn.poll(timeout_s):
+                raise InferenceProcessError(f"the inference process did not {what} within {timeout_s:g} s")
+            kind, value = self._conn.recv()
+        except (EOFError, OSError) as e:
+            raise self._died() from e
+        if kind == "error":
+            raise value
+        return value
+
+    def _died(self) -> InferenceProcessError:
+        self._process.join(1.0)
+        code = self._process.exitcode
+        how = "is still running but its pipe closed" if code is None else (
+            f"was killed by {signal.Signals(-code).name}" if code < 0 else f"exited with code {code}")
+        return InferenceProcessError(f"the inference process {how}")
+
+
+def serve(conn, load: Callable[[], ChunkPredictor], torch_threads: int | None) -> None:
+    """The child: build the predictor, report its facts, then answer calls until told to stop."""
+    # The control process handles SIGINT/SIGTERM (ESTOP) and then stops this one; a terminal's
+    # Ctrl-C reaches the whole process group and must not kill the model under a running loop.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    try:
+        os.nice(NICENESS_STEP)
+    except OSError:
+        pass
+    try:
+        if torch_threads:
+            import torch
+
+            torch.set_num_threads(torch_threads)
+        predictor = load()
+        facts = {name: getattr(predictor, name) for name in FACTS}
+        facts["profile"] = getattr(getattr(predictor, "manifest", None), "profile", "") or ""
+    except BaseException as e:  # noqa: BLE001 - reported to the parent, which raises it
+        conn.send(("error", _portable(e)))
+        return
+    conn.send(("ready", facts))
+    _answer(conn, predictor)
+
+
+def _answer(conn, predictor) -> None:
+    while True:
+        try:
+            method, *args = conn.recv()
+        except (EOFError, OSError):  # the parent is gone
+            return
+        if method == "stop":
+            return
+        try:
+            if method == "predict":
+                images, state, instruction, noise = args
+                if noise is not None:
+                    import torch
+
+                    noise = torch.from_numpy(noise)
+                value = predictor.predict(images, state, instruction, noise)
+            else:
+                value = predictor.prompt_tokens(*args)
+        except BaseException as e:  # noqa: BLE001 - the parent decides (the loop ESTOPs)
+            conn.send(("error", _portable(e)))
+            continue
+        conn.send(("ok", value))
+
+
+def _portable(error: BaseException) -> BaseException:
+    """The error itself where it survives pickling, else a plain EdgeError with its message."""
+    import pickle
+
+    try:
+        pickle.loads(pickle.dumps(error))
+        return error
+    except Exception:  # noqa: BLE001 - any pickling failure
+        last = traceback.format_exception_only(type(error), error)[-1].strip()
+        return InferenceProcessError(last)

@@ -1,0 +1,95 @@
+"""The model in its own process: same chunks as in-process, errors carried across, a dead child
+turns into an ESTOP, and nothing is left running."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from functools import partial
+
+import numpy as np
+import pytest
+import torch
+
+from edge.errors import CheckpointError
+from edge.runtime.inference_process import InferenceProcessError, ProcessPredictor
+from edge.runtime.safety import StopReason
+from edge.runtime.startup import load_local_predictor
+
+
+@pytest.fixture(scope="module")
+def remote(tiny_output):
+    with ProcessPredictor(partial(load_local_predictor, tiny_output, 0), torch_threads=1) as predictor:
+        yield predictor
+
+
+def _observation(predictor, seed=3):
+    rng = np.random.default_rng(seed)
+    images = [rng.integers(0, 255, (48, 64, 3), dtype=np.uint8) for _ in predictor.camera_names]
+    return images, rng.standard_normal(predictor.state_dim).astype(np.float32)
+
+
+def test_a_child_process_predicts_what_the_same_predictor_does_here(remote, tiny_output):
+    local = load_local_predictor(tiny_output, 0)
+    assert (remote.camera_names, remote.chunk_size, remote.action_dim, remote.state_dim, remote.head_steps) == \
+        (local.camera_names, local.chunk_size, local.action_dim, local.state_dim, local.head_steps)
+    images, state = _observation(local)
+    noise = torch.from_numpy(np.random.default_rng(5).standard_normal((1, local.chunk_size, local.action_dim))
+                             .astype(np.float32))
+    here = local.predict(images, state, "pick up the red cube", noise)
+    there = remote.predict(images, state, "pick up the red cube", noise)
+    np.testing.assert_allclose(there.chunk.normalized, here.chunk.normalized, atol=1e-6)
+    assert {"preprocess", "vision", "language", "head"} <= there.timings_ms.keys()
+    # postprocess runs in this process from the stats the child reported
+    np.testing.assert_array_equal(remote.postprocess(here.chunk.normalized).robot_actions, here.chunk.robot_actions)
+    assert remote.prompt_tokens("pick up the red cube") == local.prompt_tokens("pick up the red cube")
+
+
+def test_the_child_runs_nicer_than_its_parent_and_ignores_sigint(remote):
+    assert os.getpriority(os.PRIO_PROCESS, remote.pid) > os.getpriority(os.PRIO_PROCESS, 0)
+    os.kill(remote.pid, signal.SIGINT)  # a terminal's Ctrl-C reaches the whole process group
+    time.sleep(0.2)
+    images, state = _observation(remote)
+    assert remote.predict(images, state, "pick").chunk.normalized.shape == (remote.chunk_size, remote.action_dim)
+
+
+def test_a_load_error_in_the_child_is_raised_here_with_its_type_and_message(tmp_path):
+    broken = tmp_path / "not-a-training-output"
+    broken.mkdir()
+    with pytest.raises(CheckpointError) as raised:
+        ProcessPredictor(partial(load_local_predictor, broken, 0))
+    assert str(broken) in str(raised.value) or "config.json" in str(raised.value)
+
+
+def test_an_error_in_predict_is_raised_here_and_the_child_keeps_serving(remote):
+    images, state = _observation(remote)
+    with pytest.raises(Exception, match="camera"):
+        remote.predict(images[:1], state, "pick")
+    assert remote.predict(images, state, "pick").chunk.normalized.shape[0] == remote.chunk_size
+
+
+def test_a_killed_child_is_reported_and_close_leaves_nothing_running(tiny_output):
+    predictor = ProcessPredictor(partial(load_local_predictor, tiny_output, 0), torch_threads=1)
+    os.kill(predictor.pid, signal.SIGKILL)
+    images, state = _observation(predictor)
+    with pytest.raises(InferenceProcessError, match="killed by SIGKILL"):
+        predictor.predict(images, state, "pick")
+    predictor.close()
+    predictor.close()
+    with pytest.raises(ProcessLookupError):
+        os.kill(predictor.pid, 0)
+
+
+def test_the_loop_estops_when_the_inference_process_dies(rig_factory, tiny_output):
+    rig = rig_factory()
+    with ProcessPredictor(partial(load_local_predictor, tiny_output, 0), torch_threads=1) as predictor:
+        import threading
+
+        threading.Timer(0.8, os.kill, (predictor.pid, signal.SIGKILL)).start()
+        result = rig.run(predictor=predictor, duration_s=5.0)
+    assert result.stop.reason is StopReason.INFERENCE_FAILED
+    assert "inference process was killed by SIGKILL" in result.stop.message
+    assert result.report["ticks"] < 5.0 * 25 and result.shutdown.arm_safe
+    assert rig.firmware(lambda fw: fw.estop)
+    assert rig.audit().ok
