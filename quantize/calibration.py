@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 from PIL import Image
@@ -21,10 +22,9 @@ from edge.errors import EdgeError
 DEFAULT_INSTRUCTION = "pick up the object"
 
 
-@dataclass(frozen=True)
-class Observation:
+class Observation(NamedTuple):
     images: list[np.ndarray]  # camera order
-    state: np.ndarray
+    state: np.ndarray  # raw (not normalized)
     instruction: str
 
 
@@ -42,31 +42,38 @@ def _frames(camera_dir: Path) -> list[Path]:
 
 def read_calibration_dir(
     directory: Path, camera_names: list[str], default_state: np.ndarray,
-    resolution: dict[str, tuple[int, int]] | None = None,
+    resolution: dict[str, tuple[int, int]] | None = None, instruction: str | None = DEFAULT_INSTRUCTION,
 ) -> CalibrationSet:
-    """Load calibration observations for the given cameras (H, W checked against `resolution`)."""
+    """Load calibration observations for the given cameras (H, W checked against `resolution`).
+
+    Frames are matched across cameras by file name; a frame without an observations.jsonl line
+    gets `default_state` and `instruction` (None: every frame must have its own instruction)."""
     directory = Path(directory)
     if not directory.is_dir():
         raise EdgeError(f"calibration directory not found: {directory}")
-    per_camera = {}
+    stems: set[str] | None = None
     for name in camera_names:
-        frames = _frames(directory / name)
+        frames = {p.stem for p in _frames(directory / name)}
         if not frames:
             found = sorted(p.name for p in directory.iterdir() if p.is_dir()) or ["none"]
             raise EdgeError(f"{directory}: no PNG frames for camera '{name}' (camera folders found: {', '.join(found)})")
-        per_camera[name] = frames
-    count = min(len(f) for f in per_camera.values())
+        stems = frames if stems is None else stems & frames
+    if not stems:
+        raise EdgeError(f"{directory}: no frame name is present for every camera ({', '.join(camera_names)})")
     meta = _read_observations(directory / "observations.jsonl")
     observations = []
-    for i in range(count):
-        images = [_load_rgb(per_camera[name][i], name, resolution) for name in camera_names]
-        entry = meta.get(i, {})
+    for stem in sorted(stems):
+        entry = meta.get(int(stem), {}) if stem.isdigit() else {}
+        text = entry.get("instruction", instruction)
+        if text is None:
+            raise EdgeError(f"{directory}: frame {stem} has no instruction: add observations.jsonl or pass --instruction")
+        images = [_load_rgb(directory / name / f"{stem}.png", name, resolution) for name in camera_names]
         state = np.asarray(entry.get("state", default_state), dtype=np.float32)
-        observations.append(Observation(images, state, entry.get("instruction", DEFAULT_INSTRUCTION)))
+        observations.append(Observation(images, state, str(text)))
     return CalibrationSet(
         observations, str(directory),
         "observations.jsonl" if any("state" in m for m in meta.values()) else "dataset example_qpos",
-        "observations.jsonl" if any("instruction" in m for m in meta.values()) else f"default '{DEFAULT_INSTRUCTION}'",
+        "observations.jsonl" if any("instruction" in m for m in meta.values()) else f"default '{instruction}'",
     )
 
 

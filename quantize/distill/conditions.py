@@ -8,7 +8,6 @@ whatever backbone the policy has, quantized or not) and draws fresh noise agains
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
@@ -17,8 +16,8 @@ import torch
 
 from edge.errors import EdgeError
 from edge.policy.policy import Policy
+from quantize.calibration import Observation, read_calibration_dir
 
-Observation = tuple[list[np.ndarray], np.ndarray, str]  # images in camera order, raw state, instruction
 MIN_TRAIN = 4
 MIN_HOLDOUT = 2
 SYNTHETIC_INSTRUCTIONS = (
@@ -81,43 +80,15 @@ def camera_order(policy: Policy, directory: Path) -> list[str]:
 
 
 def read_calibration(policy: Policy, directory: Path, instruction: str | None = None) -> list[Observation]:
-    """Observations from a `tinyvla-edge capture` directory: DIR/<camera>/NNNNNN.png and an
-    optional DIR/observations.jsonl ({"index", "instruction", "state"} per line). Frames without
-    a line use `instruction` and the policy's example state (or its state mean)."""
-    from PIL import Image
-
+    """Observations from a `tinyvla-edge capture` directory (read as quantize reads it). Frames
+    without an observations.jsonl line use `instruction` (required then) and the policy's
+    example state (or its state mean)."""
     directory = Path(directory)
     if not directory.is_dir():
         raise EdgeError(f"calibration directory not found: {directory}")
-    cameras = camera_order(policy, directory)
-    indices = sorted(set.intersection(*(set(p.stem for p in (directory / c).glob("*.png")) for c in cameras)))
-    records = _read_records(directory / "observations.jsonl")
     default_state = np.asarray((policy.stats.example_qpos or [policy.stats.qpos_mean])[0], dtype=np.float32)
-    out = []
-    for stem in indices:
-        record = records.get(int(stem), {}) if stem.isdigit() else {}
-        text = record.get("instruction", instruction)
-        if text is None:
-            raise EdgeError(f"{directory}: frame {stem} has no instruction: add observations.jsonl or pass --instruction")
-        state = np.asarray(record.get("state", default_state), dtype=np.float32)
-        images = [np.asarray(Image.open(directory / c / f"{stem}.png").convert("RGB")) for c in cameras]
-        out.append((images, state, str(text)))
-    return out
-
-
-def _read_records(path: Path) -> dict[int, dict]:
-    if not path.is_file():
-        return {}
-    records = {}
-    for n, line in enumerate(path.read_text().splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-            records[int(record["index"])] = record
-        except (ValueError, KeyError, TypeError) as e:
-            raise EdgeError(f"{path}:{n}: not an observation record ({type(e).__name__}: {e})") from e
-    return records
+    return read_calibration_dir(directory, camera_order(policy, directory), default_state,
+                                instruction=instruction).observations
 
 
 def synthetic_observations(policy: Policy, count: int, seed: int = 0) -> list[Observation]:
@@ -131,7 +102,7 @@ def synthetic_observations(policy: Policy, count: int, seed: int = 0) -> list[Ob
     for i in range(count):
         images = [_smooth_image(rng, size) for _ in range(policy.config.num_cameras)]
         state = (mean + std * rng.standard_normal(mean.shape)).astype(np.float32)
-        out.append((images, state, SYNTHETIC_INSTRUCTIONS[i % len(SYNTHETIC_INSTRUCTIONS)]))
+        out.append(Observation(images, state, SYNTHETIC_INSTRUCTIONS[i % len(SYNTHETIC_INSTRUCTIONS)]))
     return out
 
 

@@ -190,3 +190,16 @@ def test_int8_weight_matmuls_run_as_integer_kernels(int8_bundle, tmp_path):
                             and any(i in dequantized_weights for i in n.input)]
     assert float_weight_matmuls == []
     assert sum(n.op_type == "QLinearMatMul" for n in graph.node) >= 6 * 2  # ≥ 6 weight MatMuls per layer
+
+
+def test_the_language_model_exports_eager_attention_and_keeps_sdpa_in_torch(int8_bundle, tiny_policy):
+    """SDPA exports its causal mask as Where + IsNaN over [heads, L, L]; eager, as one Add."""
+    import onnx
+
+    out, summary = int8_bundle
+    graph = onnx.load(str(out / summary["components"]["language"]["file"]), load_external_data=False).graph
+    ops = [n.op_type for n in graph.node]
+    layers = tiny_policy.config.language.num_hidden_layers
+    assert "IsNaN" not in ops and ops.count("Softmax") == layers
+    assert ops.count("Where") < layers  # the mask is built once, not applied by a Where per layer
+    assert tiny_policy.network.gpt_neox.config._attn_implementation != "eager"  # the export restored it
