@@ -6,7 +6,7 @@ pty, driven by SerialArm over pyserial. Scenarios, each repeated (medians report
 
   serial link alone    only the tick's serial exchange (send target + read state): this machine's floor
   ours                 the runtime as `run` places it: fixed-rate tick, worker thread, the real tiny
-                       model in its own process (ProcessPredictor)
+                       model in its own process (ProcessPredictor) on its own CPUs (CpuPlan)
   ours, slow model     the same, with inference stretched to 3x the tick period (sleeping, as a
                        GPU-bound engine waits): the tick must not notice
   ours, thread         the model in a thread of the control process (`run --inference-thread`),
@@ -47,9 +47,10 @@ from drivers.serial_arm import SerialArm  # noqa: E402
 from edge.config import ArmSpec, InstallSpec  # noqa: E402
 from edge.runtime.loop import ControlLoop, LoopSettings  # noqa: E402
 from edge.runtime.pacing import now, sleep_until  # noqa: E402
+from edge.runtime.cpus import CpuPlan, run_on  # noqa: E402
 from edge.runtime.inference_process import ProcessPredictor  # noqa: E402
 from edge.runtime.run import (  # noqa: E402
-    SERIAL_RETRIES, connect_arm, model_threads, reserve_a_core_for_control, serial_timeout_s,
+    SERIAL_RETRIES, connect_arm, reserve_a_core_for_control, serial_timeout_s,
 )
 from edge.runtime.safety import SafetyLayer, SafetyLimits  # noqa: E402
 from edge.runtime.sim_process import SimArmProcess  # noqa: E402
@@ -116,9 +117,9 @@ def slow_tiny_predictor(output: Path, seconds: float):
     return SlowPredictor(tiny_predictor(output), seconds)
 
 
-def in_own_process(load) -> ProcessPredictor:
-    """The model in a child process, as `tinyvla-edge run` places it."""
-    return ProcessPredictor(load, torch_threads=model_threads())
+def in_own_process(load, cpus: CpuPlan) -> ProcessPredictor:
+    """The model in a child process on the model CPUs, as `tinyvla-edge run` places it."""
+    return ProcessPredictor(load, torch_threads=len(cpus.model), cpus=cpus.model)
 
 
 class Rig:
@@ -235,6 +236,16 @@ def _retrying(call, tries: int = 10):
                 raise
 
 
+def run_scenario(runner, pred, predictor, recording: Path, args) -> dict:
+    rig = Rig(predictor, recording, args.rate)
+    try:
+        for _ in range(3):  # warm-up, excluded from the statistics
+            pred.predict([c.wait_newer(0, 1.0).color for c in rig.cameras], np.zeros(7, np.float32), INSTRUCTION)
+        return runner(pred, rig, args.rate, args.seconds)
+    finally:
+        rig.close()
+
+
 def median_of(runs: list[dict]) -> dict:
     keys = runs[0].keys()
     return {k: statistics.median(r[k] for r in runs) for k in keys}
@@ -258,8 +269,9 @@ def main() -> int:
         output = build_training_output(workdir)
         predictor = tiny_predictor(output)
         slow = SlowPredictor(predictor, slow_s)
-        remote = in_own_process(partial(tiny_predictor, output))
-        remote_slow = in_own_process(partial(slow_tiny_predictor, output, slow_s))
+        cpus = CpuPlan.for_this_process()
+        remote = in_own_process(partial(tiny_predictor, output), cpus)
+        remote_slow = in_own_process(partial(slow_tiny_predictor, output, slow_s), cpus)
         recording = record_synthetic(workdir / "synthetic.db3", frames=60, width=64, height=48, fps=30)
         scenarios = {
             "serial link alone": (run_link_floor, predictor),
@@ -274,14 +286,9 @@ def main() -> int:
         try:
             for _ in range(args.repeats):
                 for name, (runner, pred) in scenarios.items():
-                    rig = Rig(predictor, recording, args.rate)
-                    try:
-                        for _ in range(3):  # warm-up, excluded from the statistics
-                            pred.predict([c.wait_newer(0, 1.0).color for c in rig.cameras], np.zeros(7, np.float32),
-                                         INSTRUCTION)
-                        results[name].append(runner(pred, rig, args.rate, args.seconds))
-                    finally:
-                        rig.close()
+                    # As `run` does: with the model in its own process, the control side keeps its CPUs.
+                    with run_on(cpus.control if isinstance(pred, ProcessPredictor) else cpus.model | cpus.control):
+                        results[name].append(run_scenario(runner, pred, predictor, recording, args))
         finally:
             remote.close()
             remote_slow.close()
@@ -296,7 +303,7 @@ def main() -> int:
     }
     summary = {
         "rate_hz": args.rate, "seconds": args.seconds, "repeats": args.repeats, "slow_inference_ms": 1e3 * slow_s,
-        "cpus": os.cpu_count(), "load_average": os.getloadavg(), "niceness": niceness,
+        "cpus": os.cpu_count(), "cpu_plan": cpus.describe(), "load_average": os.getloadavg(), "niceness": niceness,
         "medians": medians, "runs": results, "targets": targets,
         "ratios": {
             "achieved_rate_ours_vs_naive_slow_model": slow["achieved_hz"] / medians["naive, slow model"]["achieved_hz"],

@@ -48,10 +48,11 @@ class ProcessPredictor:
     """
 
     def __init__(self, load: Callable[[], ChunkPredictor], torch_threads: int | None = None,
-                 start_timeout_s: float = START_TIMEOUT_S):
+                 cpus: set[int] | None = None, start_timeout_s: float = START_TIMEOUT_S):
+        """`cpus`: the CPUs the child may run on (default: any); keep one out of it for the tick."""
         context = multiprocessing.get_context("spawn")  # fork would copy threads and CUDA state
         self._conn, child_conn = context.Pipe()
-        self._process = context.Process(target=serve, args=(child_conn, load, torch_threads),
+        self._process = context.Process(target=serve, args=(child_conn, load, torch_threads, cpus),
                                          name="tinyvla-inference", daemon=True)
         self._process.start()
         child_conn.close()
@@ -126,7 +127,7 @@ class ProcessPredictor:
         return InferenceProcessError(f"the inference process {how}")
 
 
-def serve(conn, load: Callable[[], ChunkPredictor], torch_threads: int | None) -> None:
+def serve(conn, load: Callable[[], ChunkPredictor], torch_threads: int | None, cpus: set[int] | None = None) -> None:
     """The child: build the predictor, report its facts, then answer calls until told to stop."""
     # The control process handles SIGINT/SIGTERM (ESTOP) and then stops this one; a terminal's
     # Ctrl-C reaches the whole process group and must not kill the model under a running loop.
@@ -134,6 +135,8 @@ def serve(conn, load: Callable[[], ChunkPredictor], torch_threads: int | None) -
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     try:
         os.nice(NICENESS_STEP)
+        if cpus:
+            os.sched_setaffinity(0, cpus)
     except OSError:
         pass
     try:

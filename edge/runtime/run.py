@@ -31,6 +31,7 @@ from drivers.errors import DeviceTimeoutError
 from drivers.serial_arm import SerialArm
 from edge.config import InstallSpec, Profile, load_profile
 from edge.errors import EdgeError
+from edge.runtime.cpus import CpuPlan, run_on
 from edge.runtime.episode_log import EpisodeLog
 from edge.runtime.loop import ControlLoop, LoopSettings
 from edge.runtime.safety import EstopLatch, SafetyLayer, SafetyLimits, StopReason
@@ -95,7 +96,7 @@ def model_threads() -> int:
 
 
 def reserve_a_core_for_control() -> None:
-    """Let torch in this process use `model_threads()` threads."""
+    """Let torch in this process use `model_threads()` threads (the model in a thread)."""
     import torch
 
     torch.set_num_threads(model_threads())
@@ -169,14 +170,23 @@ def _service_priority(profile_name: str | None):
 
 
 def _run_policy(request: RunRequest, say: Callable[[str], None]) -> dict:
+    if not request.inference_process:  # the model shares this process: no CPU split
+        return _run_policy_on(request, say, None)
+    cpus = CpuPlan.for_this_process()
+    with run_on(cpus.control):  # cameras, worker and emulator threads started inside inherit it
+        return _run_policy_on(request, say, cpus)
+
+
+def _run_policy_on(request: RunRequest, say: Callable[[str], None], cpus: CpuPlan | None) -> dict:
     profile = load_profile(request.profile) if request.profile else None
     if profile is not None:
         check_rate(request.rate_hz or profile.control.rate_hz, profile)
     latch = EstopLatch()
     with contextlib.ExitStack() as stack:
         signals = stack.enter_context(SignalStop())
-        predictor, bundle_profile = load_run_predictor(request.bundle, separate_process=request.inference_process,
-                                                       torch_threads=model_threads())
+        predictor, bundle_profile = load_run_predictor(
+            request.bundle, separate_process=cpus is not None,
+            torch_threads=len(cpus.model) if cpus else None, cpus=cpus.model if cpus else None)
         stack.callback(getattr(predictor, "close", lambda: None))
         if profile is None:
             profile = load_profile(bundle_profile or DEFAULT_PROFILE)
@@ -207,7 +217,7 @@ def _run_policy(request: RunRequest, say: Callable[[str], None]) -> dict:
         if state.estop:
             arm.clear_estop()  # asked for explicitly with --clear-estop; the arm holds until targeted
 
-        if not request.inference_process:
+        if cpus is None:
             reserve_a_core_for_control()
         warmup_ms = _warm_up(predictor, cameras, np.asarray(state.as_target(), np.float32),
                              request.instruction, request.warmup)
@@ -221,7 +231,7 @@ def _run_policy(request: RunRequest, say: Callable[[str], None]) -> dict:
             on_shutdown=ShutdownAction(profile.arm.on_shutdown),
             chunk_capacity=_chunk_capacity(predictor.chunk_size, rate_hz, cameras),
         )
-        plan = _plan(request, profile, predictor, info, limits, settings, port, prompt_tokens, warmup_ms)
+        plan = _plan(request, profile, predictor, info, limits, settings, port, prompt_tokens, warmup_ms, cpus)
         say(render_plan(plan))
         log = None
         if request.log_dir is not None:
@@ -264,7 +274,7 @@ def _chunk_capacity(chunk_size: int, rate_hz: float, cameras) -> int:
 
 
 def _plan(request, profile: Profile, predictor, info, limits: SafetyLimits, settings: LoopSettings,
-          port: str, prompt_tokens: int, warmup_ms: list[float]) -> dict:
+          port: str, prompt_tokens: int, warmup_ms: list[float], cpus: CpuPlan | None) -> dict:
     return {
         "bundle": str(request.bundle),
         "profile": profile.name,
@@ -285,18 +295,20 @@ def _plan(request, profile: Profile, predictor, info, limits: SafetyLimits, sett
         "limits": limits.describe(),
         "warmup_ms": [round(t, 2) for t in warmup_ms],
         "niceness": os.getpriority(os.PRIO_PROCESS, 0),
-        "inference": _inference_placement(predictor),
+        "inference": _inference_placement(predictor, cpus),
     }
 
 
-def _inference_placement(predictor) -> dict:
+def _inference_placement(predictor, cpus: CpuPlan | None) -> dict:
     pid = getattr(predictor, "pid", None)  # a ProcessPredictor's child
-    if pid is None:
+    if pid is None or cpus is None:
         return {"where": "thread"}
+    placement = {"where": "process", "pid": pid, "cpus": cpus.describe()}
     try:
-        return {"where": "process", "pid": pid, "niceness": os.getpriority(os.PRIO_PROCESS, pid)}
+        placement["niceness"] = os.getpriority(os.PRIO_PROCESS, pid)
     except OSError:  # it has exited; the loop will say why
-        return {"where": "process", "pid": pid}
+        pass
+    return placement
 
 
 def render_plan(plan: dict) -> str:
@@ -320,7 +332,13 @@ def _render_inference(inference: dict) -> str:
     if inference["where"] == "thread":
         return "inference: in a thread of the control process"
     nice = f", niceness {inference['niceness']}" if "niceness" in inference else ""
-    return f"inference: own process (pid {inference['pid']}{nice})"
+    cpus = inference["cpus"]
+    return (f"inference: own process (pid {inference['pid']}{nice}) on CPUs {_cpu_list(cpus['model'])}, "
+            f"control on CPUs {_cpu_list(cpus['control'])}")
+
+
+def _cpu_list(cpus: list[int]) -> str:
+    return ",".join(str(c) for c in cpus)
 
 
 class RunStopped(EdgeError):

@@ -41,19 +41,20 @@ class ArmRequirement:
 
 
 def load_run_predictor(path: Path, seed: int = 0, separate_process: bool = False,
-                       torch_threads: int | None = None) -> tuple[ChunkPredictor, str]:
+                       torch_threads: int | None = None, cpus: frozenset[int] | None = None,
+                       ) -> tuple[ChunkPredictor, str]:
     """A verified bundle (manifest.json) or, for development, a TinyVLA training output run in
     torch fp32. Returns the predictor and the name of the profile the bundle was built for (or '').
 
     With `separate_process` the model runs in a child process (`ProcessPredictor`, with
-    `torch_threads` threads); the caller must `close()` it."""
+    `torch_threads` threads, on `cpus`); the caller must `close()` it."""
     path = Path(path)
     if not path.exists():
         raise RunRefused(f"bundle not found: {path}")
     if separate_process:
         from edge.runtime.inference_process import ProcessPredictor
 
-        predictor = ProcessPredictor(partial(load_local_predictor, path, seed), torch_threads)
+        predictor = ProcessPredictor(partial(load_local_predictor, path, seed), torch_threads, cpus)
         return predictor, predictor.profile
     predictor = load_local_predictor(path, seed)
     return predictor, getattr(getattr(predictor, "manifest", None), "profile", "") or ""

@@ -93,3 +93,22 @@ def test_the_loop_estops_when_the_inference_process_dies(rig_factory, tiny_outpu
     assert result.report["ticks"] < 5.0 * 25 and result.shutdown.arm_safe
     assert rig.firmware(lambda fw: fw.estop)
     assert rig.audit().ok
+
+
+def test_the_child_runs_on_the_cpus_it_is_given(tiny_output):
+    from edge.runtime.cpus import CpuPlan
+
+    plan = CpuPlan.for_this_process()
+    with ProcessPredictor(partial(load_local_predictor, tiny_output, 0), torch_threads=1, cpus=plan.model) as child:
+        assert os.sched_getaffinity(child.pid) == set(plan.model)
+
+
+def test_cpu_plans_keep_control_and_model_apart():
+    from edge.runtime.cpus import CpuPlan
+
+    assert CpuPlan.split({0}) == CpuPlan(frozenset({0}), frozenset({0}))
+    assert CpuPlan.split({0, 1}) == CpuPlan(frozenset({0}), frozenset({1}))
+    six = CpuPlan.split(set(range(6)))  # Orin NX / AGX 8-core class: one for control, the rest for the model
+    assert six.control == {0} and six.model == {1, 2, 3, 4, 5}
+    twelve = CpuPlan.split(set(range(12)))
+    assert twelve.control == {0, 1, 2} and not twelve.control & twelve.model

@@ -124,11 +124,16 @@ def test_a_dry_run_only_sends_heartbeats(tiny_output, recording, profile, sim, t
 
 def test_a_run_against_the_emulator_in_its_own_process(tiny_output, recording, profile, tmp_path, capsys):
     log = tmp_path / "log"
+    affinity = os.sched_getaffinity(0)
     code, out, err = _run([str(tiny_output), *_cameras(recording), "--arm", "sim", "--instruction", "pick",
                            "--profile", str(profile), "--ticks", "25", "--log", str(log)], capsys)
     assert code == 0, err
+    assert os.sched_getaffinity(0) == affinity  # the control CPU set was left behind with the run
     assert "cadence: target 25.0 Hz" in out and "shutdown: estop, arm safe: yes" in out
     plan = json.loads((log / "meta.json").read_text())
+    assert plan["inference"]["where"] == "process" and "inference: own process" in err
+    if os.cpu_count() > 1:
+        assert not set(plan["inference"]["cpus"]["control"]) & set(plan["inference"]["cpus"]["model"])
     assert plan["rate_hz"] == 25 and plan["arm"]["action_space"] == "ee" and len(plan["limits"]) == 7
     assert len((log / "ticks.jsonl").read_text().splitlines()) == 25
     from edge.demo import _limits_from_plan
