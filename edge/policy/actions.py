@@ -1,9 +1,12 @@
-"""Normalization statistics and the conversion of normalized chunks into robot commands."""
+"""Normalization statistics and the conversion of normalized chunks into robot commands.
+
+numpy only: the control process converts every blended action with this and imports no torch."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import numpy as np
-import torch
 from pydantic import BaseModel, ConfigDict, field_validator
 
 
@@ -51,39 +54,25 @@ class NormStats(BaseModel):
         }
 
 
-def rot6d_to_matrix(d6: torch.Tensor) -> torch.Tensor:
-    """Gram–Schmidt on the two 3-vectors; they become the matrix's first two rows."""
-    a1, a2 = d6[..., :3], d6[..., 3:]
-    b1 = torch.nn.functional.normalize(a1, dim=-1)
-    b2 = a2 - (b1 * a2).sum(-1, keepdim=True) * b1
-    b2 = torch.nn.functional.normalize(b2, dim=-1)
-    b3 = torch.cross(b1, b2, dim=-1)
-    return torch.stack((b1, b2, b3), dim=-2)
+@dataclass(frozen=True)
+class ActionChunk:
+    """One chunk: the head's output in [−1, 1], de-normalized actions, robot-level commands."""
+
+    normalized: np.ndarray  # [chunk, action_dim]
+    actions: np.ndarray  # [chunk, action_dim]
+    robot_actions: np.ndarray  # [chunk, 7] for 10-D actions, else [chunk, action_dim]
 
 
-def matrix_to_euler_xyz(m: torch.Tensor) -> torch.Tensor:
-    """Euler XYZ angles (R = Rx·Ry·Rz), as pytorch3d's `matrix_to_euler_angles(m, "XYZ")`."""
-    x = torch.atan2(-m[..., 1, 2], m[..., 2, 2])
-    y = torch.asin(m[..., 0, 2].clamp(-1.0, 1.0))
-    z = torch.atan2(-m[..., 0, 1], m[..., 0, 0])
-    return torch.stack((x, y, z), dim=-1)
+@dataclass(frozen=True)
+class Prediction:
+    """A chunk and how long each stage took (milliseconds)."""
+
+    chunk: ActionChunk
+    timings_ms: dict[str, float] = field(default_factory=dict)
 
 
-def euler_xyz_to_matrix(e: torch.Tensor) -> torch.Tensor:
-    """Inverse of `matrix_to_euler_xyz` (R = Rx·Ry·Rz)."""
-    cx, cy, cz = torch.cos(e[..., 0]), torch.cos(e[..., 1]), torch.cos(e[..., 2])
-    sx, sy, sz = torch.sin(e[..., 0]), torch.sin(e[..., 1]), torch.sin(e[..., 2])
-    one, zero = torch.ones_like(cx), torch.zeros_like(cx)
-    rx = torch.stack([one, zero, zero, zero, cx, -sx, zero, sx, cx], -1).reshape(*e.shape[:-1], 3, 3)
-    ry = torch.stack([cy, zero, sy, zero, one, zero, -sy, zero, cy], -1).reshape(*e.shape[:-1], 3, 3)
-    rz = torch.stack([cz, -sz, zero, sz, cz, zero, zero, zero, one], -1).reshape(*e.shape[:-1], 3, 3)
-    return rx @ ry @ rz
-
-
-def make_chunk(normalized: np.ndarray, stats: NormStats, layout: str):
+def make_chunk(normalized: np.ndarray, stats: NormStats, layout: str) -> ActionChunk:
     """Normalized chunk → ActionChunk (de-normalized, then robot commands)."""
-    from edge.policy.policy import ActionChunk
-
     actions = stats.denormalize_actions(normalized)
     return ActionChunk(normalized, actions, to_robot_actions(actions, layout))
 

@@ -7,21 +7,12 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from edge.policy.actions import NormStats, make_chunk
+from edge.policy.actions import ActionChunk, NormStats, make_chunk
 from edge.policy.config import PolicyConfig
 from edge.policy.network import TinyVLANetwork
 from edge.policy.preprocess import ImageSettings, preprocess_cameras
 from edge.policy.prompt import PromptTokenizer
 from edge.policy.sampler import DDIMSampler
-
-
-@dataclass(frozen=True)
-class ActionChunk:
-    """One chunk: the head's output in [−1, 1], de-normalized actions, robot-level commands."""
-
-    normalized: np.ndarray  # [chunk, action_dim]
-    actions: np.ndarray  # [chunk, action_dim]
-    robot_actions: np.ndarray  # [chunk, 7] for 10-D actions, else [chunk, action_dim]
 
 
 @dataclass(frozen=True)

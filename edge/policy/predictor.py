@@ -7,26 +7,18 @@ training output, or a bundle's engines). `TorchPredictor` is the reference imple
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
 import numpy as np
 import torch
 
+from edge.policy.actions import ActionChunk, Prediction
 from edge.policy.components import suffix_length
-from edge.policy.policy import ActionChunk, Policy
+from edge.policy.policy import Policy
 from edge.policy.prompt import IMAGE_TOKEN_INDEX
 from edge.policy.sampler import DDIMSampler
 
 STAGES = ("preprocess", "vision", "language", "head", "postprocess")
-
-
-@dataclass(frozen=True)
-class Prediction:
-    """A chunk and how long each stage took (milliseconds)."""
-
-    chunk: ActionChunk
-    timings_ms: dict[str, float] = field(default_factory=dict)
 
 
 @runtime_checkable

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -16,8 +17,10 @@ from drivers.arm import ArmInfo, ArmState
 from drivers.camera_configs import CameraConfig, parse_camera_spec, split_named_spec
 from edge.config import Profile
 from edge.errors import EdgeError
-from edge.policy.predictor import ChunkPredictor
 from edge.runtime.safety import SafetyLimits
+
+if TYPE_CHECKING:  # the control process needs only the protocol's shape; importing it pulls in torch
+    from edge.policy.predictor import ChunkPredictor
 
 # How each action layout is commanded: TinyVLA's 10-D xyz + rot6d + gripper becomes a 7-D
 # end-effector target; raw actions go to the arm as they are, in whatever space it declares.

@@ -5,7 +5,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from edge.policy.actions import NormStats, euler_xyz_to_matrix, matrix_to_euler_xyz, to_robot_actions
+from edge.policy.actions import NormStats, to_robot_actions
+from tests.policy.rotations import euler_xyz_to_matrix, matrix_to_euler_xyz
 from edge.policy.preprocess import ImageSettings, center_crop_resize, clip_process, expand_to_square, preprocess_image
 
 

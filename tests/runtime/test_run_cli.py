@@ -158,6 +158,8 @@ def test_sigterm_estops_the_arm_and_completes_the_logs(tiny_output, recording, p
                 break
             time.sleep(0.1)
         assert proc.poll() is None, proc.communicate()
+        # The control process stays lean: the model (torch) lives in the inference process only.
+        assert "libtorch" not in Path(f"/proc/{proc.pid}/maps").read_text()
         proc.send_signal(signal.SIGTERM)
         out, err = proc.communicate(timeout=60)
     finally:
