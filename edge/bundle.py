@@ -48,6 +48,7 @@ class ComponentEntry(BaseModel):
     file: str
     input_shapes: dict[str, list[int]] = {}
     quantization: dict | None = None
+    export: dict | None = None  # how an ONNX file was exported (opset, attention form)
 
 
 class HeadEntry(BaseModel):
@@ -305,7 +306,7 @@ def bundle_facts(manifest: Manifest) -> dict:
         "source_fingerprint": manifest.source.get("fingerprint"),
         "camera_names": manifest.camera_names,
         "max_prompt_tokens": manifest.prompt["max_prompt_tokens"],
-        "components": {k: v.model_dump(exclude={"quantization"}) for k, v in manifest.components.items()},
+        "components": {k: v.model_dump(exclude={"quantization", "export"}) for k, v in manifest.components.items()},
         "head_sampling": {"steps": manifest.head.steps, "teacher_steps": manifest.head.teacher_steps,
                           "distilled": manifest.head.distilled, "method": manifest.head.method,
                           "timesteps": manifest.head.sampler["timesteps"]},

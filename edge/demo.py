@@ -102,12 +102,13 @@ def demo_checks(report: dict, audit) -> dict[str, bool]:
 
 def run_demo(ticks: int = 300, rate_hz: float | None = None, keep: Path | None = None,
              say: Callable[[str], None] = lambda line: None,
-             build_bundle: Callable[[Path, Path, Path], None] | None = None) -> dict:
+             build_bundle: Callable[[Path, Path, Path], None] | None = None, bundle_recipe: str = "") -> dict:
     """Build (or reuse) the artifacts, run the loop for `ticks`, check the outcome.
 
     `build_bundle(training_output, bundle_dir, recording)` quantizes the tiny policy; the
     quantization stage passes it in (`quantize.demo.build_demo_bundle`), since the device side
-    never imports that stage."""
+    never imports that stage, with `bundle_recipe`, a tag of how it builds bundles: a cached
+    bundle made another way is rebuilt, not reused."""
     if ticks < 2:
         raise EdgeError("the demo needs at least 2 ticks")
     cache = cache_dir() / "demo"
@@ -121,7 +122,8 @@ def run_demo(ticks: int = 300, rate_hz: float | None = None, keep: Path | None =
         directory.mkdir(parents=True)
         build_bundle(training / "llava_pythia_lora_tiny", directory / "bundle", recording)
 
-    bundle = _cached(cache / f"bundle-{PROFILE}", build_bundle_into, say, f"{PROFILE} bundle") / "bundle"
+    name = f"bundle-{PROFILE}" + (f"-{bundle_recipe}" if bundle_recipe else "")
+    bundle = _cached(cache / name, build_bundle_into, say, f"{PROFILE} bundle") / "bundle"
 
     workdir = Path(keep) if keep else Path(tempfile.mkdtemp(prefix="tinyvla-demo-"))
     log_dir = workdir / "episode"

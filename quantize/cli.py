@@ -86,10 +86,10 @@ def register(app: typer.Typer, emit: Callable) -> None:
     ) -> None:
         """The whole path on embedded defaults."""
         from edge.demo import render_demo, run_demo
-        from quantize.demo import build_demo_bundle
+        from quantize.demo import build_demo_bundle, bundle_recipe
 
         result = run_demo(ticks=ticks, rate_hz=rate, keep=keep, say=lambda text: typer.echo(text, err=True),
-                          build_bundle=build_demo_bundle)
+                          build_bundle=build_demo_bundle, bundle_recipe=bundle_recipe())
         emit(result, as_json, render_demo)
         if not result["passed"]:
             typer.echo(f"error: demo checks failed: {', '.join(result['failed'])}", err=True)

@@ -71,7 +71,7 @@ def synthetic_observations(policy: Policy, count: int) -> list[Observation]:
 
 def _export_component(name: str, module, args, spec: ComponentSpec, out: Path, calib_feeds, method: str) -> dict:
     """Write one backbone component for its engine; returns its manifest entry."""
-    from quantize.onnx_export import check_torch_export, export_onnx
+    from quantize.onnx_export import EXPORT_RECIPE, check_torch_export, export_onnx
 
     inputs = {"vision": ["pixel_values"], "language": ["prefix_ids", "image_tokens", "suffix_ids"]}[name]
     shapes = {n: list(a.shape) for n, a in zip(inputs, args)}
@@ -88,8 +88,9 @@ def _export_component(name: str, module, args, spec: ComponentSpec, out: Path, c
             _drop_external(fp32)
             # tensorrt int8 runs this same QDQ graph through ORT's TensorRT execution provider.
             return {"engine": spec.engine, "precision": "int8", "file": qdq.name, "input_shapes": shapes,
-                    "quantization": quant}
-        return {"engine": "onnxruntime", "precision": "fp32", "file": fp32.name, "input_shapes": shapes}
+                    "export": EXPORT_RECIPE, "quantization": quant}
+        return {"engine": "onnxruntime", "precision": "fp32", "file": fp32.name, "input_shapes": shapes,
+                "export": EXPORT_RECIPE}
     return {"engine": spec.engine, "precision": spec.precision, "file": BACKBONE_WEIGHTS, "input_shapes": shapes}
 
 
