@@ -61,8 +61,14 @@ class ProcessPredictor:
         except BaseException:  # a refusal, or a signal during a long load: leave no child behind
             self.close()
             raise
-        for name in FACTS:
-            setattr(self, name, facts[name])
+        self.camera_names: tuple[str, ...] = facts["camera_names"]
+        self.chunk_size: int = facts["chunk_size"]
+        self.action_dim: int = facts["action_dim"]
+        self.state_dim: int = facts["state_dim"]
+        self.head_steps: int = facts["head_steps"]
+        self.max_prompt_tokens: int = facts["max_prompt_tokens"]
+        self.config = facts["config"]  # PolicyConfig
+        self.stats = facts["stats"]  # NormStats
         self.profile: str = facts["profile"]
         self.pid = self._process.pid
         self._postprocess = partial(make_chunk, stats=self.stats, layout=self.config.action_layout)
@@ -80,15 +86,13 @@ class ProcessPredictor:
         return self._postprocess(normalized)
 
     def close(self, timeout_s: float = STOP_TIMEOUT_S) -> None:
-        """Stop the child: ask, then terminate, then kill. Safe to call twice."""
+        """Stop the child: ask (it finishes the inference in hand), then kill (it ignores
+        SIGTERM). Safe to call twice."""
         if self._process.is_alive():
             try:
                 self._conn.send(("stop",))
             except OSError:
                 pass
-            self._process.join(timeout_s)
-        if self._process.is_alive():
-            self._process.terminate()
             self._process.join(timeout_s)
         if self._process.is_alive():
             self._process.kill()

@@ -112,3 +112,31 @@ def test_cpu_plans_keep_control_and_model_apart():
     assert six.control == {0} and six.model == {1, 2, 3, 4, 5}
     twelve = CpuPlan.split(set(range(12)))
     assert twelve.control == {0, 1, 2} and not twelve.control & twelve.model
+
+
+def test_a_child_stuck_in_predict_is_killed_within_the_stop_timeout(tiny_output):
+    import threading
+
+    predictor = ProcessPredictor(partial(_slow_tiny, tiny_output), torch_threads=1)
+    images, state = _observation(predictor)
+    threading.Thread(target=lambda: _swallow(predictor.predict, images, state, "pick"), daemon=True).start()
+    time.sleep(0.5)  # the child is now inside a 30 s inference
+    start = time.monotonic()
+    predictor.close(timeout_s=0.5)
+    assert time.monotonic() - start < 2.0
+    with pytest.raises(ProcessLookupError):
+        os.kill(predictor.pid, 0)
+
+
+def _slow_tiny(output):
+    """Every inference takes 30 s (module level: the child builds it by reference)."""
+    from tests.runtime.predictors import Slow
+
+    return Slow(load_local_predictor(output, 0), seconds=30.0)
+
+
+def _swallow(call, *args):
+    try:
+        call(*args)
+    except Exception:  # noqa: BLE001 - the child is killed under it
+        pass
