@@ -10,7 +10,11 @@ each variant's hidden states into a chunk by 10-step DDIM from the same noise, a
 normalized action RMSE against fp32 torch's chunk is reported (issue target for int8: ≤ 0.02).
 Target: int8 QDQ onnxruntime ≥ 2× faster than fp32 torch eager at cosine ≥ 0.99.
 
-    python benchmarks/backbone_latency.py [--cameras 1 2] [--repeats N] [--json]
+    python benchmarks/backbone_latency.py [--cameras 1 2] [--repeats N] [--rounds R] [--json]
+
+Variants run in rounds (torch, ORT fp32, ORT int8, bnb; again; ...), each in a fresh process, and
+the median over rounds is reported with the spread of the round medians: on a shared machine the
+baseline drifts by 10-15 % between minutes, and interleaving makes the ratios fair.
 
 ONNX exports and int8 models are cached under benchmarks/.cache/backbone/.
 """
@@ -20,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -129,7 +134,9 @@ def run_variant(variant: str, cameras: int, repeats: int) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description="TinyVLA-S backbone latency: fp32 vs int8, torch vs onnxruntime")
     parser.add_argument("--cameras", type=int, nargs="+", default=[1, 2])
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=3, help="timed runs per variant process")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="rounds of all variants, interleaved so machine drift hits each alike")
     parser.add_argument("--variant", help=argparse.SUPPRESS)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
@@ -139,16 +146,13 @@ def main() -> None:
     results = []
     for cams in args.cameras:
         prepare(cams)
-        for variant in VARIANTS:
-            out = subprocess.run([sys.executable, __file__, "--variant", variant, "--cameras", str(cams),
-                                  "--repeats", str(args.repeats)], capture_output=True, text=True, env=os.environ)
-            line = out.stdout.strip().splitlines()[-1] if out.stdout.strip() else json.dumps({"variant": variant, "unavailable": out.stderr[-300:]})
-            results.append({"cameras": cams, **json.loads(line)})
+        rounds = [[measure_in_child(variant, cams, args.repeats) for variant in VARIANTS] for _ in range(args.rounds)]
+        results += [combine_rounds(cams, [r[i] for r in rounds]) for i in range(len(VARIANTS))]
     rows = []
     for r in results:
         base = next(x for x in results if x["cameras"] == r["cameras"] and x["variant"] == "torch-fp32")
         if "unavailable" in r:
-            rows.append([r["cameras"], r["variant"], "—", "—", "—", "—", "—", r["unavailable"][:60]])
+            rows.append([r["cameras"], r["variant"], "—", "—", "—", "—", "—", "—", r["unavailable"][:60]])
             continue
         d = CACHE / f"cams{r['cameras']}"
         hidden, reference = np.load(d / f"hidden-{r['variant']}.npy"), np.load(d / "hidden-torch-fp32.npy")
@@ -156,11 +160,31 @@ def main() -> None:
         r["cosine_vs_fp32"] = float(a @ b / np.linalg.norm(a) / np.linalg.norm(b))
         r["action_rmse_vs_fp32"] = action_rmse(hidden, reference)
         r["speedup_vs_torch_fp32"] = base["median_ms"] / r["median_ms"]
-        rows.append([r["cameras"], r["variant"], f"{r['median_ms']:.0f}", f"{r['speedup_vs_torch_fp32']:.2f}x",
+        spread = f"{min(r['round_medians_ms']):.0f}-{max(r['round_medians_ms']):.0f}"
+        rows.append([r["cameras"], r["variant"], f"{r['median_ms']:.0f}", spread, f"{r['speedup_vs_torch_fp32']:.2f}x",
                      f"{r['peak_rss_mb']:.0f}", f"{r['cosine_vs_fp32']:.5f}", f"{r['action_rmse_vs_fp32']:.4f}", ""])
     print_table(f"TinyVLA-S backbone (CLIP-L/336 + Pythia-70M dims), {torch.get_num_threads()} threads",
-                ["cams", "variant", "median ms", "vs fp32 torch", "peak RSS MB", "cosine", "action RMSE", "note"],
+                ["cams", "variant", "median ms", "rounds ms", "vs fp32 torch", "peak RSS MB", "cosine", "action RMSE",
+                 "note"],
                 rows, args.json, {"results": results})
+
+
+def measure_in_child(variant: str, cameras: int, repeats: int) -> dict:
+    """One variant in a fresh process (its own peak memory, no shared caches)."""
+    out = subprocess.run([sys.executable, __file__, "--variant", variant, "--cameras", str(cameras),
+                          "--repeats", str(repeats)], capture_output=True, text=True, env=os.environ)
+    if not out.stdout.strip():
+        return {"variant": variant, "unavailable": out.stderr[-300:]}
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def combine_rounds(cameras: int, runs: list[dict]) -> dict:
+    """The median over rounds of each run's median, with the spread across rounds."""
+    if "unavailable" in runs[0]:
+        return {"cameras": cameras, **runs[0]}
+    medians = [r["median_ms"] for r in runs]
+    return {"cameras": cameras, "variant": runs[0]["variant"], "median_ms": statistics.median(medians),
+            "round_medians_ms": medians, "peak_rss_mb": max(r["peak_rss_mb"] for r in runs)}
 
 
 @torch.inference_mode()
