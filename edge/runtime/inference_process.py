@@ -17,6 +17,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import signal
+import time
 import traceback
 from functools import partial
 from typing import TYPE_CHECKING, Callable
@@ -24,10 +25,10 @@ from typing import TYPE_CHECKING, Callable
 import numpy as np
 
 from edge.errors import EdgeError
-from edge.policy.actions import make_chunk
+from edge.policy.actions import Prediction, make_chunk
 
 if TYPE_CHECKING:
-    from edge.policy.predictor import ChunkPredictor, Prediction
+    from edge.policy.predictor import ChunkPredictor
 
 NICENESS_STEP = 10  # the control process always outranks its model
 START_TIMEOUT_S = 600.0  # loading a large bundle (hashing, engine builds) can take minutes
@@ -74,9 +75,14 @@ class ProcessPredictor:
         self._postprocess = partial(make_chunk, stats=self.stats, layout=self.config.action_layout)
 
     def predict(self, images: list[np.ndarray], state: np.ndarray, instruction: str, noise=None) -> Prediction:
-        """One inference in the child; blocks (without the GIL) until its chunk arrives."""
-        return self._call("predict", [np.ascontiguousarray(i) for i in images], np.asarray(state), instruction,
-                          None if noise is None else noise.numpy())
+        """One inference in the child; blocks (without the GIL) until its chunk arrives. Adds a
+        `transfer` stage: the round trip's time outside the child's own stages (pickling, pipe)."""
+        start = time.perf_counter()
+        prediction = self._call("predict", [np.ascontiguousarray(i) for i in images], np.asarray(state),
+                                instruction, None if noise is None else noise.numpy())
+        round_trip_ms = (time.perf_counter() - start) * 1e3
+        transfer_ms = max(0.0, round_trip_ms - sum(prediction.timings_ms.values()))
+        return Prediction(prediction.chunk, {**prediction.timings_ms, "transfer": transfer_ms})
 
     def prompt_tokens(self, instruction: str) -> int:
         return self._call("prompt_tokens", instruction)

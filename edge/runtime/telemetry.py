@@ -15,7 +15,8 @@ import numpy as np
 
 PERCENTILES = (50, 95, 99)
 # Stages of one inference, in pipeline order; the predictor reports all but capture and latency.
-INFERENCE_STAGES = ("capture", "preprocess", "vision", "language", "head", "postprocess", "latency")
+# `transfer`: with the model in its own process, the round trip's time outside the model's stages.
+INFERENCE_STAGES = ("capture", "preprocess", "vision", "language", "head", "postprocess", "transfer", "latency")
 
 
 @dataclass(frozen=True)

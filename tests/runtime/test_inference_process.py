@@ -41,6 +41,7 @@ def test_a_child_process_predicts_what_the_same_predictor_does_here(remote, tiny
     there = remote.predict(images, state, "pick up the red cube", noise)
     np.testing.assert_allclose(there.chunk.normalized, here.chunk.normalized, atol=1e-6)
     assert {"preprocess", "vision", "language", "head"} <= there.timings_ms.keys()
+    assert 0.0 <= there.timings_ms["transfer"] < 1000.0 and "transfer" not in here.timings_ms
     # postprocess runs in this process from the stats the child reported
     np.testing.assert_array_equal(remote.postprocess(here.chunk.normalized).robot_actions, here.chunk.robot_actions)
     assert remote.prompt_tokens("pick up the red cube") == local.prompt_tokens("pick up the red cube")
