@@ -119,6 +119,17 @@ def test_a_dry_run_only_sends_heartbeats(tiny_output, recording, profile, sim, t
     report = json.loads(out)
     assert report["dry_run"] and report["link"]["sent"] == 0 and report["shutdown"]["action"] == "none"
     assert "plan:" in err and "dry run" in err
+    assert report["plan"]["inference"]["where"] == "process"
+
+
+def test_the_model_can_run_in_a_thread_for_debugging(tiny_output, recording, profile, sim, tmp_path, capsys):
+    affinity = os.sched_getaffinity(0)
+    code, out, err = _run([str(tiny_output), *_cameras(recording), "--arm", str(sim.link), "--instruction", "pick",
+                           "--profile", str(profile), "--ticks", "15", "--dry-run", "--inference-thread", "--json"], capsys)
+    assert code == 0, err
+    assert json.loads(out)["plan"]["inference"] == {"where": "thread"}
+    assert "inference: in a thread of the control process" in err
+    assert os.sched_getaffinity(0) == affinity
     assert not [e for e in _arm_events(tmp_path) if e["type"] in ("SET_TARGET", "ESTOP")]
 
 
