@@ -141,3 +141,37 @@ def _swallow(call, *args):
         call(*args)
     except Exception:  # noqa: BLE001 - the child is killed under it
         pass
+
+
+def test_frames_of_any_size_cross_in_shared_memory_which_close_removes(tiny_output):
+    local = load_local_predictor(tiny_output, 0)
+    before = set(os.listdir("/dev/shm"))
+    with ProcessPredictor(partial(load_local_predictor, tiny_output, 0), torch_threads=1) as remote:
+        rng = np.random.default_rng(1)
+        for height, width in ((48, 64), (96, 128), (48, 64)):  # the segment grows, then is reused
+            images = [rng.integers(0, 255, (height, width, 3), dtype=np.uint8) for _ in remote.camera_names]
+            state = rng.standard_normal(remote.state_dim).astype(np.float32)
+            noise = torch.zeros((1, remote.chunk_size, remote.action_dim))
+            np.testing.assert_allclose(remote.predict(images, state, "pick", noise).chunk.normalized,
+                                       local.predict(images, state, "pick", noise).chunk.normalized, atol=1e-6)
+        assert set(os.listdir("/dev/shm")) - before  # the frames live in a segment while it runs
+    assert set(os.listdir("/dev/shm")) - before == set()
+
+
+def test_a_frame_reader_sees_what_the_writer_wrote_and_copies_it_out():
+    from edge.runtime.shared_frames import FrameReader, FrameWriter
+
+    writer, reader = FrameWriter(), FrameReader()
+    try:
+        small = [np.arange(12, dtype=np.uint8).reshape(2, 2, 3), np.ones((1, 4), np.float32)]
+        copies = reader.read(writer.write(small))
+        for got, sent in zip(copies, small):
+            np.testing.assert_array_equal(got, sent)
+            assert got.dtype == sent.dtype
+        big = [np.full((64, 64, 3), 7, np.uint8)]
+        ref = writer.write(big)  # a bigger frame: a new, larger segment
+        np.testing.assert_array_equal(reader.read(ref)[0], big[0])
+        np.testing.assert_array_equal(copies[0], small[0])  # earlier copies are unaffected
+    finally:
+        reader.close()
+        writer.close()
