@@ -20,7 +20,7 @@ CALIBRATION_METHODS = ("minmax", "percentile", "entropy")
 QUANTIZED_OPS = ["MatMul", "Gemm", "Conv"]
 # What every int8 model of this toolkit is; recorded in manifests and used to invalidate caches.
 RECIPE = {"format": "QDQ", "activations": "int8 symmetric per-tensor", "weights": "int8 symmetric per-channel",
-          "quantized_ops": QUANTIZED_OPS, "dedicated_qdq_pairs": True}
+          "quantized_ops": QUANTIZED_OPS, "dedicated_qdq_pairs": True, "gemm_output": "float"}
 
 
 class _Reader:
@@ -66,7 +66,9 @@ def quantize_static_qdq(
     # A dedicated Q/DQ pair per consumer: onnxruntime fuses DQ→MatMul→Q into QLinearMatMul only
     # when the DQ feeds that one MatMul, and q/k/v share the LayerNorm output. Shared, those three
     # ran as float MatMuls on weights dequantized every call (vision 1.05 s → 0.61 s fused).
-    extra = {"ActivationSymmetric": True, "WeightSymmetric": True, "DedicatedQDQPair": True}
+    # Gemm outputs stay float: the layer runs as one QGemm with its bias folded in (quantize.onnx_gemm).
+    extra = {"ActivationSymmetric": True, "WeightSymmetric": True, "DedicatedQDQPair": True,
+             "OpTypesToExcludeOutputQuantization": ["Gemm"]}
     if method == "percentile":
         extra["CalibPercentile"] = 99.999
     import contextlib

@@ -9,14 +9,16 @@ from pathlib import Path
 import torch
 
 from edge.errors import require
+from quantize.onnx_gemm import linear_layers_as_gemm
 
 
 # What every ONNX export of this toolkit is; with int8.RECIPE it keys cached exports.
-EXPORT_RECIPE = {"opset": 18, "attention": "eager"}
+EXPORT_RECIPE = {"opset": 18, "attention": "eager", "linear": "gemm"}
 
 
 def export_onnx(module: torch.nn.Module, args: tuple, path: Path, input_names: list[str], output_names: list[str]) -> Path:
-    """Export `module` at the shapes of `args` to `path` (opset 18, static shapes, eager attention)."""
+    """Export `module` at the shapes of `args` to `path` (opset 18, static shapes, eager attention,
+    linear layers as Gemm: see `quantize.onnx_gemm`)."""
     require("onnxscript", "quantize")
     module = module.eval()
     quiet = io.StringIO()
@@ -26,6 +28,7 @@ def export_onnx(module: torch.nn.Module, args: tuple, path: Path, input_names: l
             verbose=False,
         )
         program.save(str(path))
+    linear_layers_as_gemm(path)
     return path
 
 

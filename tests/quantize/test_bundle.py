@@ -173,8 +173,9 @@ def test_cli_quantize_and_inspect_bundle(tmp_path, tiny_output, torch_profile, t
 
 
 def test_int8_weight_matmuls_run_as_integer_kernels(int8_bundle, tmp_path):
-    """Every weight MatMul of the int8 vision tower must reach onnxruntime's QLinearMatMul; one left
-    as DequantizeLinear→MatMul dequantizes its weights on every call (the q/k/v regression)."""
+    """Every linear layer of the int8 vision tower must reach an integer kernel (QGemm, or
+    QLinearMatMul for a MatMul without bias); one left as DequantizeLinear→MatMul/Gemm dequantizes
+    its weights on every call (the q/k/v regression)."""
     import onnx
 
     from edge.engines.onnx_engine import OnnxRunner
@@ -189,7 +190,7 @@ def test_int8_weight_matmuls_run_as_integer_kernels(int8_bundle, tmp_path):
     float_weight_matmuls = [n.name for n in graph.node if n.op_type in ("MatMul", "FusedMatMul", "Gemm")
                             and any(i in dequantized_weights for i in n.input)]
     assert float_weight_matmuls == []
-    assert sum(n.op_type == "QLinearMatMul" for n in graph.node) >= 6 * 2  # ≥ 6 weight MatMuls per layer
+    assert sum(n.op_type in ("QGemm", "QLinearMatMul") for n in graph.node) >= 6 * 2  # ≥ 6 linear layers per layer
 
 
 def test_the_language_model_exports_eager_attention_and_keeps_sdpa_in_torch(int8_bundle, tiny_policy):
