@@ -23,9 +23,9 @@ def test_int8_bundle_meets_fidelity_targets(int8_bundle):
     assert summary["components"]["vision"]["precision"] == "int8"
     assert summary["components"]["language"]["file"].endswith(".int8.onnx")
     assert f["condition_cosine_min"] >= 0.99
-    # Issue target 0.02; this random-weight tiny head amplifies condition errors (cosine 0.9999
-    # gives 0.018-0.021 depending on the calibration frames), so the test allows 0.025.
-    assert f["backbone_action_rmse"] <= 0.025
+    # The issue's target. This random-weight tiny head amplifies condition errors: over three
+    # calibration sets the figure is 0.013-0.020 (0.013 for this one).
+    assert f["backbone_action_rmse"] <= 0.02
     assert (out / "report.md").read_text().count("condition cosine") == 1
     assert not list(out.rglob("*.pkl")) and not list(out.rglob("*.bin"))
 
