@@ -12,8 +12,9 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 import torch
 
-from edge.policy.actions import ActionChunk, Prediction
+from edge.policy.actions import ActionChunk, NormStats, Prediction
 from edge.policy.components import suffix_length
+from edge.policy.config import PolicyConfig
 from edge.policy.policy import Policy
 from edge.policy.prompt import IMAGE_TOKEN_INDEX
 from edge.policy.sampler import DDIMSampler
@@ -31,6 +32,8 @@ class ChunkPredictor(Protocol):
     state_dim: int
     head_steps: int
     max_prompt_tokens: int
+    config: PolicyConfig  # the bundle's or training output's (action layout, cameras)
+    stats: NormStats  # de-normalizes actions; what `postprocess` uses
 
     def predict(self, images: list[np.ndarray], state: np.ndarray, instruction: str,
                 noise: torch.Tensor | None = None) -> Prediction: ...
