@@ -90,16 +90,12 @@ def _retry_timeouts(call, attempts: int):
                 raise
 
 
-def model_threads() -> int:
-    """Every core but one, so the control thread always finds a free core."""
-    return max(1, (os.cpu_count() or 2) - 1)
-
-
 def reserve_a_core_for_control() -> None:
-    """Let torch in this process use `model_threads()` threads (the model in a thread)."""
+    """With the model in a thread: let torch use every core but one, so the control thread
+    always finds a free core."""
     import torch
 
-    torch.set_num_threads(model_threads())
+    torch.set_num_threads(max(1, (os.cpu_count() or 2) - 1))
 
 
 class RunInterrupted(EdgeError):
