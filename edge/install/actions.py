@@ -13,6 +13,8 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from edge.install.rootfs import inside_root
+
 
 @dataclass(frozen=True)
 class FileChange:
@@ -99,8 +101,8 @@ def atomic_write(path: Path, content: str, mode: int = 0o644) -> None:
 
 
 def apply_file_change(root: str | Path, change: FileChange) -> None:
-    """Apply one FileChange under `root`."""
-    target = Path(root) / change.path.lstrip("/")
+    """Apply one FileChange under `root` (symlinks in the tree never lead the write out of it)."""
+    target = inside_root(root, change.path)
     if change.content is None:
         target.unlink(missing_ok=True)
     else:
@@ -130,7 +132,7 @@ class StagedCommandFile:
 
     @property
     def path(self) -> Path:
-        return self.root / self.relpath.lstrip("/")
+        return inside_root(self.root, self.relpath)
 
     def load(self) -> "StagedCommandFile":
         try:

@@ -9,13 +9,25 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Literal, Mapping
 
-from edge.config import Profile
-from edge.device.detect import DeviceInfo, cuda_tag, read_text, under, wheel_platform
+from edge.config import Profile, safe_source, safe_value
+from edge.device.detect import DeviceInfo, cuda_tag, wheel_platform
 from edge.device.nvpmodel import NvpmodelConf, PowerMode, Runner
 from edge.errors import EdgeError
+from edge.install.rootfs import inside_root, read_in_root
+from edge.install.sysstate import users
 
 INDEX_URL_ENV = "TINYVLA_EDGE_INDEX_URL"
 REALSENSE_SOURCE_ENV = "TINYVLA_EDGE_REALSENSE_SOURCE"
+# The Jetson AI Lab community index (reference §4.1): torch, torchvision, torch-tensorrt,
+# onnxruntime-gpu and bitsandbytes built for each JetPack's CUDA and Python. Its host has moved
+# before (a redirect host, a .dev host, now .io): --index-url, the environment or the profile
+# override it.
+DEFAULT_INDEX_URL = "https://pypi.jetson-ai-lab.io/{platform}/{cuda_tag}"
+# librealsense moved from IntelRealSense/ to realsenseai/ on GitHub (the old name redirects).
+DEFAULT_REALSENSE_SOURCE = "https://github.com/realsenseai/librealsense.git"
+# /proc/self/loginuid: the uid the login session started as; sudo keeps it (logname reads it).
+LOGINUID_PATH = "/proc/self/loginuid"
+UNSET_LOGINUID = 4294967295
 STATE_DIR = "/var/lib/tinyvla-edge"
 RECORD_PATH = f"{STATE_DIR}/install.json"
 DEFAULT_VENV = "/opt/tinyvla-edge/venv"
@@ -33,12 +45,14 @@ class InstallSettings:
     """Settings after applying command line > environment > profile > derived defaults."""
 
     user: str
+    user_from: str  # where the user came from (--user, $SUDO_USER, the login session, ...)
     venv: str
-    index_url: str | None  # with {platform}/{cuda_tag} filled in
+    index_url: str | None  # with {platform}/{cuda_tag} filled in; None where no wheels are installed
+    index_from: str
     arm_serial: str | None
     enable_service: bool
     consent: bool  # --yes: allowed to remove conflicting packages and disable services
-    realsense_source: str | None
+    realsense_source: str
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -69,10 +83,11 @@ class InstallContext:
         return self.mode == "device"
 
     def path(self, device_path: str) -> Path:
-        return under(self.root, device_path)
+        """Where `device_path` is in the root tree (never outside it), for existence checks."""
+        return inside_root(self.root, device_path, follow_last=True)
 
     def read(self, device_path: str) -> str | None:
-        return read_text(self.root, device_path)
+        return read_in_root(self.root, device_path)
 
     @property
     def python(self) -> str:
@@ -96,11 +111,12 @@ class InstallContext:
         return self.device.online_cpus or self.device.possible_cpus or [0]
 
 
-def resolve_index_url(template: str | None, device: DeviceInfo) -> str | None:
-    """Fill `{platform}` and `{cuda_tag}` (e.g. jp6/cu126, sbsa/cu130, reference §4.1)."""
-    if not template:
+def resolve_index_url(template: str, device: DeviceInfo) -> str | None:
+    """Fill `{platform}` and `{cuda_tag}` (e.g. jp6/cu126, sbsa/cu130, reference §4.1); None off a Jetson."""
+    platform, tag = wheel_platform(device), cuda_tag(device)
+    if not device.is_jetson or not platform or not tag:
         return None
-    return template.format(platform=wheel_platform(device) or "", cuda_tag=cuda_tag(device) or "")
+    return template.format(platform=platform, cuda_tag=tag)
 
 
 def default_venv(staged: bool) -> str:
@@ -108,6 +124,37 @@ def default_venv(staged: bool) -> str:
     if not staged and sys.prefix != sys.base_prefix:
         return sys.prefix
     return DEFAULT_VENV
+
+
+def checked(kind: str, value: str, what: str) -> str:
+    """safe_value for an install input, as a one-line InstallError."""
+    try:
+        return safe_value(kind, value, what)
+    except ValueError as e:
+        raise InstallError(str(e)) from None
+
+
+def first_given(*candidates: tuple[str | None, str]) -> tuple[str | None, str]:
+    """The first (value, where it came from) whose value is set."""
+    return next(((v, src) for v, src in candidates if v), (None, ""))
+
+
+def login_user(root: str, env: Mapping[str, str]) -> tuple[str | None, str]:
+    """Who is installing: $SUDO_USER (sudo sets it), else the owner of the login session.
+
+    The login session's owner is /proc/self/loginuid (what `logname` reads): set at login by
+    pam_loginuid and kept across sudo and su. Root is never the answer: the service must not run
+    as root, so a root login falls through to the next source.
+    """
+    sudo_user = env.get("SUDO_USER")
+    if sudo_user and sudo_user != "root":
+        return sudo_user, "$SUDO_USER"
+    text = (read_in_root(root, LOGINUID_PATH) or "").strip()
+    if text.isdigit() and int(text) not in (0, UNSET_LOGINUID):
+        owner = next((u.name for u in users(root).values() if u.uid == int(text)), None)
+        if owner:
+            return owner, f"the login session ({LOGINUID_PATH})"
+    return None, ""
 
 
 def resolve_settings(
@@ -123,21 +170,46 @@ def resolve_settings(
     consent: bool,
     env: Mapping[str, str] | None = None,
 ) -> InstallSettings:
-    """Merge command line, environment and profile; fail early on what cannot be derived."""
+    """Merge command line, environment and profile; fail early on what cannot be derived.
+
+    Every value that reaches a unit file, udev rule or command is checked against its safe
+    character set here (the profile's own values were checked when it loaded).
+    """
     env = os.environ if env is None else env
     spec = profile.install
-    resolved_user = user or spec.user or (None if staged else env.get("SUDO_USER"))
+    resolved_user, user_from = first_given((user, "--user"), (spec.user, "install.user"))
     if not resolved_user:
-        raise InstallError("which user runs the service? pass --user NAME (or set install.user in the profile)")
+        resolved_user, user_from = login_user(device.root, env)
+    if not resolved_user:
+        raise InstallError("which user runs the service? run install with sudo from that user's account, "
+                           "or pass --user NAME (or set install.user in the profile)")
+    checked("user", resolved_user, f"service user ({user_from})")
     if resolved_user == "root":
         raise InstallError("the service must not run as root: pass --user with a normal account")
-    template = index_url or env.get(INDEX_URL_ENV) or spec.index_url
+
+    template, index_from = first_given((index_url, "--index-url"), (env.get(INDEX_URL_ENV), f"${INDEX_URL_ENV}"),
+                                       (spec.index_url, "install.index_url"),
+                                       (DEFAULT_INDEX_URL, "default: Jetson AI Lab community index"))
+    checked("url", template or "", f"wheel index ({index_from})")
+    resolved_venv = (venv or spec.venv or default_venv(staged)).rstrip("/")
+    checked("path", resolved_venv, "--venv" if venv else "install.venv" if spec.venv else "venv (pass --venv PATH)")
+    serial = arm_serial or profile.arm.usb_serial
+    if serial:
+        checked("usb-serial", serial, "--arm-serial" if arm_serial else "arm.usb_serial")
+    source = env.get(REALSENSE_SOURCE_ENV) or spec.realsense_source or DEFAULT_REALSENSE_SOURCE
+    try:
+        safe_source(source, "librealsense source")
+    except ValueError as e:
+        raise InstallError(str(e)) from None
+    resolved_index = resolve_index_url(template or "", device)
     return InstallSettings(
         user=resolved_user,
-        venv=(venv or spec.venv or default_venv(staged)).rstrip("/"),
-        index_url=resolve_index_url(template, device),
-        arm_serial=arm_serial or profile.arm.usb_serial,
+        user_from=user_from,
+        venv=resolved_venv,
+        index_url=resolved_index,
+        index_from=index_from if resolved_index else "not used (not a Jetson)",
+        arm_serial=serial,
         enable_service=spec.enable_service if enable_service is None else enable_service,
         consent=consent,
-        realsense_source=env.get(REALSENSE_SOURCE_ENV) or spec.realsense_source,
+        realsense_source=source,
     )

@@ -12,11 +12,18 @@ from edge.device.detect import DeviceInfo, UnsupportedDevice, detect
 from edge.device.nvpmodel import Runner, read_conf, run_command
 from edge.errors import EdgeError
 from edge.install.actions import StagedCommandFile
-from edge.install.context import RECORD_PATH, InstallContext, InstallError, resolve_settings
+from edge.install.context import RECORD_PATH, InstallContext, InstallError, checked, resolve_settings
 from edge.install.plan import StepPlan, StepResult, apply_step, plan_step
 from edge.install.record import build_record, write_record
+from edge.install.rootfs import read_in_root
 from edge.install.steps import STEPS
-from edge.install.sysstate import users
+from edge.install.sysstate import group_name, users
+
+# Where detection looked for each fact a step derives from the root (reference §1).
+TEGRA_RELEASE = "/etc/nv_tegra_release"
+COMPATIBLE = "/proc/device-tree/compatible"
+PYTHON_SOURCE = "/usr/bin/python3"
+CUDA_SOURCES = "/usr/local/cuda/version.json or /usr/local/cuda/targets/*/lib/libcudart.so.X.Y.Z"
 
 
 def profile_matches(target: str, device: DeviceInfo) -> bool:
@@ -40,11 +47,17 @@ def profile_matches(target: str, device: DeviceInfo) -> bool:
 
 
 def select_profile(name: str | None, device: DeviceInfo) -> tuple[Profile, str]:
-    """The named profile, or the one shipped profile whose target is this device."""
+    """The named profile, or the one shipped profile whose target is this device.
+
+    The second value is how the service unit names the profile (its name, or its absolute path),
+    so it must be a safe name or path.
+    """
     if name:
         profile = load_profile(name)
         is_path = Path(name).suffix in (".yaml", ".yml")
-        return profile, str(resolve_profile_path(name).resolve()) if is_path else name
+        if is_path:
+            return profile, checked("path", str(resolve_profile_path(name).resolve()), "profile path")
+        return profile, checked("name", name, "profile name")
     matches = [p for p in available_profiles() if profile_matches(load_profile(p).target, device)]
     if len(matches) == 1:
         return load_profile(matches[0]), matches[0]
@@ -96,19 +109,23 @@ def install_device(
 
     prof, profile_ref = select_profile(profile, device)
     if not profile_matches(prof.target, device):
+        if staged and not device.is_jetson and read_in_root(root_dir, TEGRA_RELEASE) is None:
+            raise InstallError(f"cannot read the L4T release: {TEGRA_RELEASE} is missing under {root_dir} "
+                               f"(profile {prof.name} targets a Jetson: {prof.target})")
+        what = device.module or (device.reason if not device.is_jetson else f"no module in {COMPATIBLE}")
         raise InstallError(
             f"profile {prof.name} targets {prof.target}, but this is {device.display_name} "
-            f"({device.module or device.arch}); pick a profile for this device"
+            f"({what}); pick a profile for this device"
         )
+    warnings = list(device.warnings) + _root_facts(device, root_dir)
     is_root_user = os.geteuid() == 0
     if not staged and not dry_run and not is_root_user:
         raise InstallError("install changes system files: run it as root, e.g. "
                            "sudo \"$(command -v tinyvla-edge)\" install ..., or add --dry-run to see the plan")
-    settings = resolve_settings(prof, device, staged=staged, user=user, index_url=index_url, venv=venv,
-                                arm_serial=arm_serial, enable_service=enable_service, consent=yes, env=env)
-    if settings.user not in users(root_dir):
-        raise InstallError(f"user '{settings.user}' does not exist on the target: create it "
-                           f"(sudo adduser {settings.user}) or pass --user")
+    settings = resolve_settings(prof, device, staged=staged, user=user, index_url=index_url,
+                                venv=venv, arm_serial=arm_serial, enable_service=enable_service, consent=yes,
+                                env=env)
+    _check_account(root_dir, settings.user)
 
     mode = "dry-run" if dry_run else ("staged" if staged else "device")
     ctx = InstallContext(
@@ -148,7 +165,7 @@ def install_device(
         "mode": mode,
         "root": root_dir,
         "device": _device_summary(device),
-        "warnings": device.warnings,
+        "warnings": warnings,
         "settings": settings.to_dict(),
         "steps": [r.to_dict() for r in results],
     }
@@ -163,6 +180,33 @@ def install_device(
     if not dry_run:
         _finish(ctx, staged_file, results, None)
     return result
+
+
+def _root_facts(device: DeviceInfo, root: str) -> list[str]:
+    """Check the facts steps derive from the root; an unreadable one is a one-line error naming
+    the file detection looked for. Returns warnings for facts that fell back to the JetPack table."""
+    if not device.is_jetson:
+        return []
+    if not re.fullmatch(r"\d+\.\d+", device.python):
+        raise InstallError(f"cannot tell the system Python version: {PYTHON_SOURCE} under {root} is missing or "
+                           "not a link to pythonX.Y (set TINYVLA_EDGE_PYTHON=3.10 if the image keeps it elsewhere)")
+    if device.cuda is None:
+        if device.expected_cuda is None:
+            raise InstallError(f"cannot tell the CUDA version: none of {CUDA_SOURCES} under {root} and JetPack "
+                               f"{device.jetpack} has no known CUDA")
+        return [f"CUDA not found ({CUDA_SOURCES}): using CUDA {device.expected_cuda}, which JetPack "
+                f"{device.jetpack} ships (the apt step installs it)"]
+    return []
+
+
+def _check_account(root: str, user: str) -> None:
+    """The service user exists on the target, and its home and group are safe in a unit file."""
+    account = users(root).get(user)
+    if account is None:
+        raise InstallError(f"user '{user}' does not exist on the target: create it "
+                           f"(sudo adduser {user}) or pass --user")
+    checked("path", account.home, f"home directory of {user} in /etc/passwd")
+    checked("user", group_name(root, account.gid) or user, f"primary group of {user} in /etc/group")
 
 
 def _finish(ctx: InstallContext, staged_file: StagedCommandFile | None, results: list[StepResult],
@@ -202,6 +246,10 @@ def render_install(result: dict) -> str:
     elif result["mode"] == "staged":
         lines.append(f"staged root {result['root']}: files written there, commands recorded in "
                      f"{result['staged_commands']}")
+    settings = result["settings"]
+    lines.append(f"service user: {settings['user']} (from {settings['user_from']})")
+    if settings["index_url"]:
+        lines.append(f"wheel index: {settings['index_url']} ({settings['index_from']})")
     lines += [f"warning: {w}" for w in result["warnings"]]
     for i, step in enumerate(result["steps"], 1):
         lines.append(f"[{i:2}/{len(result['steps'])}] {step['title']}: {STATUS_MARK.get(step['status'], step['status'])}"

@@ -10,9 +10,10 @@ import json
 from pathlib import Path
 
 from edge import __version__
-from edge.device.detect import DeviceInfo, read_text
+from edge.device.detect import DeviceInfo
 from edge.install.actions import atomic_write
 from edge.install.context import RECORD_PATH, InstallSettings
+from edge.install.rootfs import inside_root, read_in_root
 
 SCHEMA = 1
 
@@ -47,7 +48,7 @@ def build_record(*, profile: str, profile_ref: str, device: DeviceInfo, settings
 
 def read_record(root: str | Path = "/") -> dict | None:
     """The install record under `root`, or None when install never ran (or it is unreadable)."""
-    text = read_text(root, RECORD_PATH)
+    text = read_in_root(root, RECORD_PATH)
     if text is None:
         return None
     try:
@@ -61,5 +62,5 @@ def write_record(root: str | Path, record: dict) -> bool:
     """Write the record if its content changed; returns whether it wrote."""
     if read_record(root) == record:
         return False
-    atomic_write(Path(root) / RECORD_PATH.lstrip("/"), json.dumps(record, indent=2, sort_keys=True) + "\n")
+    atomic_write(inside_root(root, RECORD_PATH), json.dumps(record, indent=2, sort_keys=True) + "\n")
     return True

@@ -28,10 +28,9 @@ def require_index(ctx: InstallContext) -> str:
     if ctx.settings.index_url:
         return ctx.settings.index_url
     raise InstallError(
-        "no wheel index for JetPack wheels: pass --index-url URL (or set "
-        f"{INDEX_URL_ENV} / install.index_url); {{platform}} and {{cuda_tag}} are filled in "
-        "(e.g. https://<jetson-ai-lab index>/{platform}/{cuda_tag}). tinyvla-edge never installs "
-        "plain PyPI torch on a Jetson: it is CPU-only or built for SBSA servers"
+        f"no wheel index for JetPack {ctx.device.jetpack}: its platform/CUDA tag is unknown; pass --index-url "
+        f"URL (or set {INDEX_URL_ENV} / install.index_url). tinyvla-edge never installs plain PyPI torch on "
+        "a Jetson: it is CPU-only or built for SBSA servers"
     )
 
 

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from edge.install.actions import Command, FileChange, cmd
-from edge.install.context import REALSENSE_SOURCE_ENV, InstallContext, InstallError
+from edge.install.context import REALSENSE_SOURCE_ENV, InstallContext
 from edge.install.plan import StepPlan
 from edge.install.probes import PYREALSENSE_IMPORT, probe_argv
 from edge.install.steps.packages import apt_install
@@ -15,6 +16,12 @@ from edge.install.udev import REALSENSE_RULES_PATH, realsense_rules
 
 SOURCE_DIR = "/opt/tinyvla-edge/src/librealsense"
 BUILD_PACKAGES = ("git", "cmake", "build-essential", "libssl-dev", "libusb-1.0-0-dev", "pkg-config", "libgtk-3-dev")
+# The source build's length, estimated on paper (not measured): librealsense with examples off and
+# the Python bindings on compiles roughly 450 C++ translation units (core, rsutils, third-party,
+# pybind11 wrapper) at ~15 s each on one Cortex-A78AE core at 1.5 GHz: ~110 CPU-minutes.
+BUILD_CPU_MINUTES = 110
+BUILD_REFERENCE_KHZ = 1_500_000
+CPU_MAX_FREQ = "/sys/devices/system/cpu/cpu0/cpufreq/cpuinfo_max_freq"
 UDEV_RELOAD = (
     cmd("udevadm", "control", "--reload-rules", why="load the new rules"),
     cmd("udevadm", "trigger", "--action=add", why="apply them to devices already plugged in"),
@@ -79,13 +86,19 @@ class RealSenseStep:
             files.append(FileChange(REALSENSE_RULES_PATH, rules, old, why="camera access for the libusb backend"))
         binding = self._binding_commands(ctx, backend)
         commands += binding
+        notes = [backend.why]
+        if backend.kind == "rsusb-source" and binding:
+            notes.append(f"{build_estimate(ctx)}; librealsense {ctx.profile.install.realsense_ref} from "
+                         f"{ctx.settings.realsense_source} (override: install.realsense_ref, "
+                         f"{REALSENSE_SOURCE_ENV} or install.realsense_source). Skip it with install.realsense: "
+                         "none in the profile (no camera binding), or use install.realsense: wheel (V4L backend)")
         if files:
             commands += list(UDEV_RELOAD)
         if not commands and not files:
             return StepPlan(state=f"pyrealsense2 and rules in place ({backend.kind})")
         verify = [cmd(*probe_argv(ctx.venv_python, PYREALSENSE_IMPORT), as_user=ctx.settings.user,
                       why="the binding loads in the venv")] if binding else []
-        return StepPlan(files=files, commands=commands, verify=verify, notes=[backend.why],
+        return StepPlan(files=files, commands=commands, verify=verify, notes=notes,
                         state=f"pyrealsense2 via {backend.kind}")
 
     def _binding_commands(self, ctx: InstallContext, backend: Backend) -> list[Command]:
@@ -109,29 +122,37 @@ class RealSenseStep:
 
     def _source_build(self, ctx: InstallContext) -> list[Command]:
         source = ctx.settings.realsense_source
-        if not source:
-            raise InstallError(
-                f"RealSense on Python {ctx.python} needs librealsense built from source with the RSUSB backend: "
-                f"set {REALSENSE_SOURCE_ENV} or install.realsense_source to a librealsense git URL or local "
-                "checkout (or install.realsense: none / wheel in the profile)"
-            )
         missing = [p for p in BUILD_PACKAGES if p not in installed_packages(ctx.root)]
         commands = apt_install(missing, "librealsense build dependencies") if missing else []
         src = source if source.startswith("/") else SOURCE_DIR
         if not source.startswith("/") and not ctx.path(f"{SOURCE_DIR}/CMakeLists.txt").exists():
             commands.append(cmd("git", "clone", "--depth", "1", "--branch", ctx.profile.install.realsense_ref,
                                 source, SOURCE_DIR, why="librealsense sources"))
-        # -j2 on 8 GB modules: the build runs out of memory with more jobs (reference §4.4, §5).
-        jobs = "2" if (ctx.device.ram_mb or 0) <= 8 * 1024 else "4"
+        jobs = str(build_jobs(ctx))
         install_dir = f"/usr/local/lib/python{ctx.python}/dist-packages/pyrealsense2"
         commands += [
             cmd("cmake", "-S", src, "-B", f"{src}/build", "-DCMAKE_BUILD_TYPE=Release", "-DFORCE_RSUSB_BACKEND=ON",
                 "-DBUILD_PYTHON_BINDINGS=ON", f"-DPYTHON_EXECUTABLE={ctx.venv_python}",
                 f"-DPYTHON_INSTALL_DIR={install_dir}", "-DBUILD_WITH_CUDA=ON", "-DBUILD_EXAMPLES=OFF",
                 "-DBUILD_GRAPHICAL_EXAMPLES=OFF", why="RSUSB backend: user-space libusb, no kernel patch"),
-            cmd("make", "-C", f"{src}/build", f"-j{jobs}", why="build (about 30 minutes)", timeout_s=3 * 3600,
+            cmd("make", "-C", f"{src}/build", f"-j{jobs}", why=build_estimate(ctx), timeout_s=3 * 3600,
                 fix="if the compiler was killed, add swap (install.swap_gb) and rerun"),
             cmd("make", "-C", f"{src}/build", "install", why="install librealsense and pyrealsense2"),
             cmd("ldconfig", why="refresh the loader cache"),
         ]
         return commands
+
+
+def build_jobs(ctx: InstallContext) -> int:
+    """-j2 on 8 GB modules: the build runs out of memory with more jobs (reference §4.4, §5)."""
+    return 2 if (ctx.device.ram_mb or 0) <= 8 * 1024 else 4
+
+
+def build_estimate(ctx: InstallContext) -> str:
+    """How long the source build takes on this module: BUILD_CPU_MINUTES scaled by its clock and jobs."""
+    text = (ctx.read(CPU_MAX_FREQ) or "").strip()
+    khz = int(text) if text.isdigit() and int(text) > 0 else BUILD_REFERENCE_KHZ
+    minutes = BUILD_CPU_MINUTES * BUILD_REFERENCE_KHZ / khz / build_jobs(ctx)
+    rounded = max(5, 5 * math.ceil(minutes / 5))
+    return (f"the source build takes about {rounded} minutes here (an estimate, not a measurement: "
+            f"~{BUILD_CPU_MINUTES} CPU-minutes at 1.5 GHz, {build_jobs(ctx)} jobs at {khz / 1e6:.2f} GHz)")
