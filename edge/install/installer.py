@@ -15,7 +15,7 @@ from edge.install.actions import StagedCommandFile
 from edge.install.context import RECORD_PATH, InstallContext, InstallError, checked, resolve_settings
 from edge.install.plan import StepPlan, StepResult, apply_step, plan_step
 from edge.install.record import build_record, write_record
-from edge.install.rootfs import read_in_root
+from edge.install.rootfs import inside_root, read_in_root
 from edge.install.steps import STEPS
 from edge.install.sysstate import group_name, users
 
@@ -138,6 +138,9 @@ def install_device(
 
     # Plan everything first: a step that cannot be planned stops the run before any change.
     plans = {step.name: plan_step(step, ctx, staged_file) for step, skip in steps if skip is None}
+    # Likewise every path it will write: a symlink loop in a staged tree stops it here, not halfway.
+    for path in [RECORD_PATH, *(f.path for plan in plans.values() for f in plan.files)]:
+        inside_root(root_dir, path)
     results: list[StepResult] = []
     failed: str | None = None
     try:
