@@ -69,20 +69,6 @@ def test_udev_injection_through_arm_serial_is_refused(rig, capsys):
     assert "letters, digits" in err
 
 
-def test_udev_injection_through_the_profiles_usb_serial_is_refused(rig, capsys, tmp_path):
-    root, outside = rig
-    profile = profile_file(tmp_path, "arm: {usb_vendor: '0403', usb_product: '6014', usb_serial: '%s'}\n"
-                           % UDEV_PAYLOAD.replace("'", "''"))
-    refused(install(root, "--profile", profile, dry_run=True), capsys, root=root, outside=outside,
-            match="arm.usb_serial")
-
-
-def test_udev_injection_through_usb_ids_is_refused(rig, capsys, tmp_path):
-    root, outside = rig
-    profile = profile_file(tmp_path, "arm: {usb_vendor: '0403\", RUN+=\"/bin/true'}\n")
-    refused(install(root, "--profile", profile), capsys, root=root, outside=outside, match="four hex digits")
-
-
 # ----------------------------------------------------------------------------- unit files
 
 
@@ -97,12 +83,6 @@ def test_unit_and_command_injection_through_arguments_is_refused(rig, capsys, op
     options = {"--user": "robot", "--index-url": INDEX_URL, "--venv": "/opt/venv", option: value}
     argv = ["install", "--root", str(root), "--profile", "orin-nano-8gb", *(x for kv in options.items() for x in kv)]
     refused(argv, capsys, root=root, outside=outside, match="is not allowed")
-
-
-def test_unit_injection_through_the_profile_venv_is_refused(rig, capsys, tmp_path):
-    root, outside = rig
-    profile = profile_file(tmp_path, 'install: {venv: "/opt/venv\\nExecStartPre=+/bin/sh -c id"}\n')
-    refused(install(root, "--profile", profile), capsys, root=root, outside=outside, match="install.venv")
 
 
 def test_unit_injection_through_sudo_user_is_refused(rig, capsys, monkeypatch):
@@ -120,10 +100,23 @@ def test_unit_injection_through_the_targets_passwd_is_refused(rig, capsys):
             match="home directory of robot")
 
 
-def test_profile_name_injection_is_refused(rig, capsys, tmp_path):
+@pytest.mark.parametrize("text, match", [
+    ("arm: {usb_vendor: '0403', usb_serial: '%s'}\n" % UDEV_PAYLOAD.replace("'", "''"), "arm.usb_serial"),
+    ("arm: {usb_vendor: '0403\", RUN+=\"/bin/true'}\n", "four hex digits"),
+    ('name: "nano\\nExecStartPre=+/bin/sh -c id"\n', "field 'name'"),
+    ('install: {venv: "/opt/venv\\nExecStartPre=+/bin/sh -c id"}\n', "install.venv"),
+    ("install: {user: 'robot root'}\n", "install.user"),
+    ("install: {index_url: 'https://x.invalid/{platform} --trusted-host evil'}\n", "install.index_url"),
+    ("install: {realsense_source: 'https://x.invalid/r.git;id'}\n", "install.realsense_source"),
+    ("install: {realsense_ref: '--upload-pack=id'}\n", "install.realsense_ref"),
+    ('install: {cpu_affinity: "1-3\\nExecStartPre=+/bin/id"}\n', "install.cpu_affinity"),
+    ("cameras: [{name: 'left --camera x=recording:/etc/shadow'}]\n", "cameras.0.name"),  # run.env
+    ('power: {mode: "25W\\nExecStartPre=+/bin/id"}\n', "power.mode"),
+])
+def test_injection_through_profile_fields_is_refused(rig, capsys, tmp_path, text, match):
     root, outside = rig
-    profile = profile_file(tmp_path, 'name: "nano\\nExecStartPre=+/bin/sh -c id"\n')
-    refused(install(root, "--profile", profile), capsys, root=root, outside=outside, match="field 'name'")
+    refused(install(root, "--profile", profile_file(tmp_path, text), dry_run=True), capsys, root=root,
+            outside=outside, match=match)
 
 
 def test_profile_file_name_injection_is_refused(rig, capsys, tmp_path):
