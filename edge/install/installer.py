@@ -41,7 +41,8 @@ def profile_matches(target: str, device: DeviceInfo) -> bool:
         if token == "any-jetson" and device.is_jetson:
             return True
         module, _, suffix = token.partition("-super")
-        if device.module and module == device.module and (not token.endswith("-super") or device.super_variant):
+        if (device.is_jetson and device.module and module == device.module
+                and (not token.endswith("-super") or device.super_variant)):
             return True
     return False
 
@@ -112,10 +113,12 @@ def install_device(
         if staged and not device.is_jetson and read_in_root(root_dir, TEGRA_RELEASE) is None:
             raise InstallError(f"cannot read the L4T release: {TEGRA_RELEASE} is missing under {root_dir} "
                                f"(profile {prof.name} targets a Jetson: {prof.target})")
-        what = device.module or (device.reason if not device.is_jetson else f"no module in {COMPATIBLE}")
+        if device.is_jetson and device.module is None:
+            raise InstallError(f"cannot tell which module this is: {COMPATIBLE} under {root_dir} is missing or "
+                               f"has no part number (profile {prof.name} targets {prof.target})")
         raise InstallError(
             f"profile {prof.name} targets {prof.target}, but this is {device.display_name} "
-            f"({what}); pick a profile for this device"
+            f"({device.module or device.reason}); pick a profile for this device"
         )
     warnings = list(device.warnings) + _root_facts(device, root_dir)
     is_root_user = os.geteuid() == 0
@@ -206,7 +209,7 @@ def _check_account(root: str, user: str) -> None:
     """The service user exists on the target, and its home and group are safe in a unit file."""
     account = users(root).get(user)
     if account is None:
-        raise InstallError(f"user '{user}' does not exist on the target: create it "
+        raise InstallError(f"user '{user}' does not exist on the target (not in /etc/passwd): create it "
                            f"(sudo adduser {user}) or pass --user")
     checked("path", account.home, f"home directory of {user} in /etc/passwd")
     checked("user", group_name(root, account.gid) or user, f"primary group of {user} in /etc/group")
