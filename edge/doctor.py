@@ -23,7 +23,7 @@ from edge.config import Profile, load_profile
 from edge.device.detect import DeviceInfo, detect, under
 from edge.device.nvpmodel import clocks_locked, current_mode, run_command
 from edge.errors import EdgeError
-from edge.install.context import SERVICE_GROUPS
+from edge.install.context import SERVICE_GROUPS, wheel_index
 from edge.install.installer import profile_matches, select_profile
 from edge.install.probes import (
     BITSANDBYTES_INT8,
@@ -38,6 +38,7 @@ from edge.install.steps.memory import memory_need
 from edge.install.sysstate import installed_packages, swap_areas, unit_enabled
 from edge.install.systemd import SERVICE_NAME, SERVICE_PATH
 from edge.install.udev import ARM_SYMLINK
+from edge.install.wheel_index import check_index
 
 MIN_FREE_GB_FAIL = 1.0
 MIN_FREE_GB_WARN = 5.0  # TensorRT engine builds and wheels need several GB
@@ -374,9 +375,35 @@ def check_install(ctx: DoctorContext) -> list[Check]:
     return checks
 
 
+def check_wheel_index(ctx: DoctorContext) -> list[Check]:
+    """The JetPack wheel index answers and serves torch for this Python (network; reference §4.1).
+
+    The index is the one install used (its record), else the one it would use. Once a CUDA torch
+    works here an unreachable index is only a warning: nothing needs it until the next install.
+    """
+    if not ctx.device.is_jetson:
+        return [Check("wheel-index", "skip", "not a Jetson: no JetPack wheel index needed")]
+    record = read_record(ctx.root) or {}
+    try:
+        url, source = (record["index_url"], "install record") if record.get("index_url") else wheel_index(
+            ctx.device, None, ctx.profile.install.index_url if ctx.profile else None, os.environ)
+    except EdgeError as e:
+        return [Check("wheel-index", "fail", str(e), "pass --index-url URL or set TINYVLA_EDGE_INDEX_URL")]
+    if url is None:
+        return [Check("wheel-index", "fail", f"no wheel index for JetPack {ctx.device.jetpack}",
+                      "pass --index-url URL or set TINYVLA_EDGE_INDEX_URL")]
+    answer = check_index(url, ctx.device.python)
+    if answer.ok:
+        return [Check("wheel-index", "pass", f"{answer.detail} ({source})")]
+    torch_works = ctx.probes.get("torch") is not None and ctx.probes["torch"].ok
+    return [Check("wheel-index", "warn" if torch_works else "fail", f"{answer.detail} ({source})",
+                  "check the network, or point TINYVLA_EDGE_INDEX_URL / --index-url at the index's current "
+                  "host ({platform}/{cuda_tag} are filled in)")]
+
+
 CHECKS = (check_device, check_profile, check_python, check_torch, check_tensorrt, check_bitsandbytes,
           check_onnxruntime, check_power, check_power_sensor, check_camera, check_arm, check_serial_conflicts,
-          check_memory_and_disk, check_install)
+          check_memory_and_disk, check_install, check_wheel_index)
 
 
 # ----------------------------------------------------------------------------- running

@@ -126,6 +126,19 @@ def default_venv(staged: bool) -> str:
     return DEFAULT_VENV
 
 
+def wheel_index(device: DeviceInfo, cli: str | None, profile_index: str | None,
+                env: Mapping[str, str]) -> tuple[str | None, str]:
+    """The JetPack wheel index and where it came from: --index-url, then the environment, then the
+    profile, then the community index. The template is checked before {platform}/{cuda_tag} are
+    filled in; None (with the reason) off a Jetson."""
+    template, source = first_given((cli, "--index-url"), (env.get(INDEX_URL_ENV), f"${INDEX_URL_ENV}"),
+                                   (profile_index, "install.index_url"),
+                                   (DEFAULT_INDEX_URL, "default: Jetson AI Lab community index"))
+    checked("url", template or "", f"wheel index ({source})")
+    url = resolve_index_url(template or "", device)
+    return url, source if url else "not used (not a Jetson)"
+
+
 def checked(kind: str, value: str, what: str) -> str:
     """safe_value for an install input, as a one-line InstallError."""
     try:
@@ -187,10 +200,7 @@ def resolve_settings(
     if resolved_user == "root":
         raise InstallError("the service must not run as root: pass --user with a normal account")
 
-    template, index_from = first_given((index_url, "--index-url"), (env.get(INDEX_URL_ENV), f"${INDEX_URL_ENV}"),
-                                       (spec.index_url, "install.index_url"),
-                                       (DEFAULT_INDEX_URL, "default: Jetson AI Lab community index"))
-    checked("url", template or "", f"wheel index ({index_from})")
+    resolved_index, index_from = wheel_index(device, index_url, spec.index_url, env)
     resolved_venv = (venv or spec.venv or default_venv(staged)).rstrip("/")
     checked("path", resolved_venv, "--venv" if venv else "install.venv" if spec.venv else "venv (pass --venv PATH)")
     serial = arm_serial or profile.arm.usb_serial
@@ -201,13 +211,12 @@ def resolve_settings(
         safe_source(source, "librealsense source")
     except ValueError as e:
         raise InstallError(str(e)) from None
-    resolved_index = resolve_index_url(template or "", device)
     return InstallSettings(
         user=resolved_user,
         user_from=user_from,
         venv=resolved_venv,
         index_url=resolved_index,
-        index_from=index_from if resolved_index else "not used (not a Jetson)",
+        index_from=index_from,
         arm_serial=serial,
         enable_service=spec.enable_service if enable_service is None else enable_service,
         consent=consent,
