@@ -1,24 +1,27 @@
 #!/usr/bin/env bash
 # Bootstrap tinyvla-edge on a freshly flashed Jetson (JetPack 6 or 7), or on an x86 dev box.
 #
-#   ./jetson_setup.sh --profile orin-nano-8gb --index-url 'https://HOST/{platform}/{cuda_tag}/+simple'
+#   ./jetson_setup.sh --profile orin-nano-8gb
 #
 # 1. apt prerequisites;
 # 2. a virtual environment (on a Jetson with --system-site-packages: TensorRT's Python bindings
 #    exist only for the system Python);
-# 3. torch for the platform: the JetPack build from the configured index on a Jetson (never
-#    plain PyPI torch: CPU-only or built for SBSA servers), torch==2.13.0 CPU on x86;
+# 3. torch for the platform: the JetPack build from the wheel index on a Jetson (never plain
+#    PyPI torch: CPU-only or built for SBSA servers), torch==2.13.0 CPU on x86;
 # 4. this project with the `jetson` extra;
 # 5. `tinyvla-edge install` with the arguments given here (as root on a Jetson).
 #
 # --dry-run prints every command instead of running it and is passed on to install, which then
 # prints its plan. Settings: TINYVLA_EDGE_VENV (default ./.venv), TINYVLA_EDGE_INDEX_URL (or
-# --index-url), TINYVLA_EDGE_TORCH_INDEX (x86 only: an index serving the CPU torch build).
+# --index-url; default: the Jetson AI Lab community index, the same one install uses),
+# TINYVLA_EDGE_TORCH_INDEX (x86 only: an index serving the CPU torch build).
 set -euo pipefail
 
 REPO=$(cd "$(dirname "$0")" && pwd)
 VENV=${TINYVLA_EDGE_VENV:-$REPO/.venv}
-INDEX_URL=${TINYVLA_EDGE_INDEX_URL:-}
+# Keep in step with DEFAULT_INDEX_URL in edge/install/context.py ({platform}/{cuda_tag} filled in below).
+DEFAULT_INDEX_URL='https://pypi.jetson-ai-lab.io/{platform}/{cuda_tag}'
+INDEX_URL=${TINYVLA_EDGE_INDEX_URL:-$DEFAULT_INDEX_URL}
 X86_TORCH=torch==2.13.0
 DRY_RUN=0
 STAGED=0
@@ -31,7 +34,7 @@ for ((i = 0; i < ${#args[@]}; i++)); do
         --index-url) INDEX_URL=${args[i + 1]:-} ;;
         --index-url=*) INDEX_URL=${args[i]#--index-url=} ;;
         -h | --help)
-            sed -n '2,18p' "$0"
+            sed -n '2,17p' "$0"
             exit 0
             ;;
     esac
@@ -107,7 +110,7 @@ if is_jetson; then
         say "virtual environment $VENV (system site-packages for TensorRT)"
         run "/usr/bin/$PY" -m venv --system-site-packages "$VENV"
     fi
-    [ -n "$INDEX_URL" ] || die "no wheel index: pass --index-url URL or set TINYVLA_EDGE_INDEX_URL ({platform} and {cuda_tag} are filled in); plain PyPI torch does not work on a Jetson"
+    [ -n "$INDEX_URL" ] || die "empty wheel index: pass --index-url URL or unset TINYVLA_EDGE_INDEX_URL for the default ($DEFAULT_INDEX_URL); plain PyPI torch does not work on a Jetson"
     PLATFORM=$(wheel_platform "$MAJOR")
     TAG=$(cuda_tag "$MAJOR")
     URL=${INDEX_URL//\{platform\}/$PLATFORM}

@@ -47,3 +47,20 @@ def test_dry_run_passes_through_to_install_on_a_staged_root(staged):
     assert result.returncode == 0, result.stderr
     assert "dry run: nothing below has been changed" in result.stdout and "$ nvpmodel -m 1" in result.stdout
     assert snapshot(root) == before
+
+
+def test_the_script_and_install_default_to_the_same_wheel_index():
+    from edge.install.context import DEFAULT_INDEX_URL
+
+    assert f"DEFAULT_INDEX_URL='{DEFAULT_INDEX_URL}'" in SCRIPT.read_text()
+
+
+def test_sudo_style_dry_run_needs_no_index_or_user_flags(staged):
+    root = staged(ORIN_NANO_SUPER_JP62)
+    env = {k: v for k, v in os.environ.items() if k != "TINYVLA_EDGE_INDEX_URL"}
+    env.update(TINYVLA_EDGE_VENV=str(Path(sys.executable).parent.parent), SUDO_USER="robot")
+    result = subprocess.run(["bash", str(SCRIPT), "--dry-run", "--root", str(root), "--profile", "orin-nano-8gb"],
+                            capture_output=True, text=True, env=env, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "wheel index: https://pypi.jetson-ai-lab.io/jp6/cu126 (default" in result.stdout
+    assert "service user: robot (from $SUDO_USER)" in result.stdout
