@@ -109,17 +109,7 @@ def install_device(
         raise UnsupportedDevice(device.reason)
 
     prof, profile_ref = select_profile(profile, device)
-    if not profile_matches(prof.target, device):
-        if staged and not device.is_jetson and read_in_root(root_dir, TEGRA_RELEASE) is None:
-            raise InstallError(f"cannot read the L4T release: {TEGRA_RELEASE} is missing under {root_dir} "
-                               f"(profile {prof.name} targets a Jetson: {prof.target})")
-        if device.is_jetson and device.module is None:
-            raise InstallError(f"cannot tell which module this is: {COMPATIBLE} under {root_dir} is missing or "
-                               f"has no part number (profile {prof.name} targets {prof.target})")
-        raise InstallError(
-            f"profile {prof.name} targets {prof.target}, but this is {device.display_name} "
-            f"({device.module or device.reason}); pick a profile for this device"
-        )
+    _require_target(prof, device, staged)
     warnings = list(device.warnings) + _root_facts(device, root_dir)
     is_root_user = os.geteuid() == 0
     if not staged and not dry_run and not is_root_user:
@@ -186,6 +176,23 @@ def install_device(
     if not dry_run:
         _finish(ctx, staged_file, results, None)
     return result
+
+
+def _require_target(prof: Profile, device: DeviceInfo, staged: bool) -> None:
+    """The profile targets this device; when it does not because the root lacks the files that
+    identify a Jetson, the error names the missing file."""
+    if profile_matches(prof.target, device):
+        return
+    if staged and not device.is_jetson and read_in_root(device.root, TEGRA_RELEASE) is None:
+        raise InstallError(f"cannot read the L4T release: {TEGRA_RELEASE} is missing under {device.root} "
+                           f"(profile {prof.name} targets a Jetson: {prof.target})")
+    if device.is_jetson and device.module is None:
+        raise InstallError(f"cannot tell which module this is: {COMPATIBLE} under {device.root} is missing or "
+                           f"has no part number (profile {prof.name} targets {prof.target})")
+    raise InstallError(
+        f"profile {prof.name} targets {prof.target}, but this is {device.display_name} "
+        f"({device.module or device.reason}); pick a profile for this device"
+    )
 
 
 def _root_facts(device: DeviceInfo, root: str) -> list[str]:

@@ -77,6 +77,7 @@ def test_udev_injection_through_arm_serial_is_refused(rig, capsys):
     ("--user", "robot" + UNIT_PAYLOAD),
     ("--index-url", "https://x.invalid/{platform}/{cuda_tag} --trusted-host evil.invalid"),
     ("--index-url", "https://user:secret@x.invalid/{platform}"),
+    ("--index-url", "https://x.invalid/{platform}/{0.__class__}"),  # str.format field access
 ])
 def test_unit_and_command_injection_through_arguments_is_refused(rig, capsys, option, value):
     root, outside = rig
