@@ -13,7 +13,7 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from edge.install.rootfs import inside_root
+from edge.install.rootfs import inside_root, read_in_root
 
 
 @dataclass(frozen=True)
@@ -135,9 +135,8 @@ class StagedCommandFile:
         return inside_root(self.root, self.relpath)
 
     def load(self) -> "StagedCommandFile":
-        try:
-            text = self.path.read_text()
-        except OSError:
+        text = read_in_root(self.root, self.relpath)
+        if text is None:
             return self
         self.lines = [line for line in text.splitlines()[len(self.HEADER.splitlines()):]]
         return self

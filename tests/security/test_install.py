@@ -164,6 +164,23 @@ def test_symlinks_in_the_staged_tree_are_resolved_inside_the_root(rig, capsys):
     assert (root / UNIT).is_file()
 
 
+def test_a_link_to_a_host_file_is_neither_read_nor_written_through(rig, capsys):
+    """The staged command script is read back and rewritten: as a link to a host file it is
+    replaced inside the root, and the host file is neither copied into the tree nor changed."""
+    root, outside = rig
+    secret = outside / "secret"
+    secret.write_text("#!/bin/sh\nset -e\nexec </dev/null\n# step: service\nhost secret line\n")
+    (root / "var/lib/tinyvla-edge").mkdir(parents=True)
+    os.symlink(str(secret), root / "var/lib/tinyvla-edge/staged-commands.sh")
+    os.symlink(str(secret), root / "var/lib/tinyvla-edge/install.json")
+    before_outside = snapshot(outside)
+    assert main(install(root, "--profile", "orin-nano-8gb")) == 0, capsys.readouterr().err
+    assert snapshot(outside) == before_outside
+    script = root / "var/lib/tinyvla-edge/staged-commands.sh"
+    assert not script.is_symlink() and "host secret line" not in script.read_text()
+    assert not (root / "var/lib/tinyvla-edge/install.json").is_symlink()
+
+
 def test_a_symlink_loop_in_the_staged_tree_is_one_line(rig, capsys):
     root, outside = rig
     os.symlink("/etc/udev/loop", root / "etc/udev-loop")
