@@ -16,9 +16,11 @@ from edge.install.udev import REALSENSE_RULES_PATH, realsense_rules
 
 SOURCE_DIR = "/opt/tinyvla-edge/src/librealsense"
 BUILD_PACKAGES = ("git", "cmake", "build-essential", "libssl-dev", "libusb-1.0-0-dev", "pkg-config", "libgtk-3-dev")
-# The source build's length, estimated on paper (not measured): librealsense with examples off and
-# the Python bindings on compiles roughly 450 C++ translation units (core, rsutils, third-party,
-# pybind11 wrapper) at ~15 s each on one Cortex-A78AE core at 1.5 GHz: ~110 CPU-minutes.
+# The source build's length, estimated on paper (not measured). The v2.58 tree compiles, with
+# examples and DDS off and the Python bindings on, ~180 core C++ files (Linux/RSUSB backends),
+# ~100 in rsutils and realsense-file (rosbag), 18 pybind11 wrapper files and 3 CUDA kernels
+# (counted in the source tree). At ~15 s per core file and ~90 s per pybind11 file on one
+# Cortex-A78AE core at 1.5 GHz, that is ~100 CPU-minutes; 110 leaves room for linking.
 BUILD_CPU_MINUTES = 110
 BUILD_REFERENCE_KHZ = 1_500_000
 CPU_MAX_FREQ = "/sys/devices/system/cpu/cpu0/cpufreq/cpuinfo_max_freq"
