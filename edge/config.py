@@ -249,12 +249,14 @@ def resolve_profile_path(name_or_path: str | Path) -> Path:
         if not candidate.is_file():
             raise ProfileError(f"profile file not found: {candidate}")
         return candidate
-    for d in profile_dirs():
+    # A name is looked up only as a plain file name: `../../elsewhere` is not a profile name.
+    is_name = re.fullmatch(SAFE_VALUES["name"][0], str(name_or_path)) is not None
+    for d in profile_dirs() if is_name else []:
         path = d / f"{name_or_path}.yaml"
         if path.is_file():
             return path
     known = ", ".join(available_profiles()) or "none"
-    raise ProfileError(f"unknown profile '{name_or_path}' (available: {known})")
+    raise ProfileError(f"unknown profile {str(name_or_path)!r} (available: {known})")
 
 
 def load_profile(name_or_path: str | Path) -> Profile:

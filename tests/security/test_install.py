@@ -131,6 +131,15 @@ def test_profile_file_name_injection_is_refused(rig, capsys, tmp_path):
     refused(install(root, "--profile", named), capsys, root=root, outside=outside, match="field 'name'")
 
 
+def test_a_profile_name_cannot_walk_out_of_the_profile_directories(rig, capsys, tmp_path):
+    root, outside = rig
+    profile_file(outside, "", name="planted.yaml")
+    climb = "../" * 12 + str(outside / "planted").lstrip("/")
+    err = refused(install(root, "--profile", climb, dry_run=True), capsys, root=root, outside=outside,
+                  match="unknown profile")
+    assert "available: " in err
+
+
 def test_a_librealsense_source_with_shell_characters_is_refused(rig, capsys, monkeypatch):
     root, outside = rig
     monkeypatch.setenv("TINYVLA_EDGE_REALSENSE_SOURCE", "https://x.invalid/repo.git;id")
