@@ -9,6 +9,7 @@ files or under the device's `engine_cache/`; `file` fields must also be listed i
 from __future__ import annotations
 
 import json
+import math
 import re
 from typing import Annotated, Literal
 
@@ -136,10 +137,17 @@ def _refuse_constant(name: str):
     raise ValueError(f"{name} is not a number JSON allows")
 
 
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if math.isinf(value):  # 1e999 parses to inf
+        raise ValueError(f"{text[:40]} is out of range")
+    return value
+
+
 def parse_manifest(raw: bytes, where: str) -> Manifest:
     """manifest.json bytes → Manifest, or one-line BundleError naming the field."""
     try:
-        data = json.loads(raw, parse_constant=_refuse_constant)
+        data = json.loads(raw, parse_constant=_refuse_constant, parse_float=_finite_float)
     except (ValueError, RecursionError) as e:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
         raise BundleError(f"{where}: not valid JSON: {str(e).splitlines()[0][:200]}") from e
     if not isinstance(data, dict):
