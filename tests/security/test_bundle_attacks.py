@@ -11,7 +11,7 @@ import time
 import pytest
 import torch
 
-from edge.bundle import HEAD_WEIGHTS, MANIFEST, BundlePredictor, load_predictor, open_verified, verify
+from edge.bundle import HEAD_WEIGHTS, BundlePredictor, load_predictor, open_verified, verify
 from edge.engines.cache import EngineCache, engine_key
 from edge.errors import BundleError
 from tests.security.conftest import edit_manifest, resign

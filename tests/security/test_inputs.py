@@ -15,11 +15,13 @@ import numpy as np
 import pytest
 import torch
 
+from edge.bundle import load_predictor, verify
 from edge.errors import CheckpointError, EdgeError
 from edge.inspect import read_noise, read_observation
+from edge.policy.actions import NormStats
 from edge.policy.checkpoint import load_training_output
 from edge.policy.safe_io import load_tensors
-from tests.security.conftest import edit_manifest
+from tests.security.conftest import edit_manifest, resign
 
 NOISE_SHAPE = (1, 16, 10)
 
@@ -142,8 +144,6 @@ def test_huge_or_invalid_dimensions_are_refused_before_allocation(output_copy, c
 
 
 def test_a_bundle_with_huge_dimensions_is_refused_before_allocation(bundle):
-    from edge.bundle import load_predictor
-
     edit_manifest(bundle, lambda m: m["policy"]["config"]["language"].__setitem__("hidden_size", 2**20))
     with pytest.raises(CheckpointError, match="field 'language.hidden_size'") as info:
         load_predictor(bundle)
@@ -155,19 +155,14 @@ def test_a_bundle_with_huge_dimensions_is_refused_before_allocation(bundle):
     ('{"x": -Infinity}', "-Infinity is not a number JSON allows"),
 ])
 def test_non_finite_numbers_in_a_manifest_are_refused(bundle, text, match):
-    from edge.bundle import verify
-    from tests.security.conftest import resign
-
     manifest = (bundle / "manifest.json").read_text()
     resign(bundle, manifest.replace('"schema_version": 1,', f'"schema_version": 1, "nan_carrier": {text},', 1))
     with pytest.raises(EdgeError, match=match):
         verify(bundle)
 
 
-def test_nan_stats_in_a_bundle_manifest_are_refused(bundle):
-    """JSON cannot carry NaN here, but a validly-encoded policy with non-finite stats is refused too."""
-    from edge.policy.actions import NormStats
-
+def test_the_stats_schema_refuses_non_finite_values():
+    """What a native policy.json or a bundle's norm_stats parse into: NaN would become NaN actions."""
     with pytest.raises(ValueError, match="finite"):
         NormStats(action_min=[float("nan")], action_max=[1.0], qpos_mean=[0.0], qpos_std=[1.0])
 
