@@ -39,7 +39,8 @@ class TensorRTRunner:
         inputs = [x.cuda() for x in example_inputs]
         cached = cache.load(key)
         if cached is not None:
-            self.module = torch_tensorrt.load(io.BytesIO(cached)).module()
+            # torch.export.load reads file objects; importing torch_tensorrt registered its engine ops.
+            self.module = torch.export.load(io.BytesIO(cached)).module()
         else:
             enabled = {torch.float16} if precision == "fp16" else {torch.float16, torch.int8} if precision == "int8" else {torch.float32}
             self.module = torch_tensorrt.compile(module.cuda().eval(), ir="dynamo", inputs=inputs, enabled_precisions=enabled)
