@@ -41,3 +41,12 @@ def require(module: str, extra: str):
         return importlib.import_module(module)
     except ImportError as e:
         raise MissingDependency.for_module(module, extra) from e
+
+
+def first_invalid_field(error: Exception) -> str:
+    """One line for a validation failure: "field 'a.b': reason" for pydantic, else its first line."""
+    if callable(getattr(error, "errors", None)):
+        first = error.errors()[0]
+        field = ".".join(str(p) for p in first["loc"]) or "(root)"
+        return f"field '{field[:120]}': {str(first['msg'])[:200]}"
+    return (str(error).strip().splitlines() or [type(error).__name__])[0][:300]

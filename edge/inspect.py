@@ -3,6 +3,8 @@ optionally run one observation through it (the parity check users run against th
 
 from __future__ import annotations
 
+import math
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +12,14 @@ import torch
 
 from edge.errors import EdgeError
 from edge.policy.policy import ActionChunk, Policy
+from edge.policy.preprocess import MAX_FRAME_SIDE
+
+# What `--observation` and `--noise` files may be, checked before numpy allocates anything:
+# numpy sizes its buffer from an array's header, which an attacker writes.
+MAX_OBSERVATION_BYTES = 256 << 20  # 8 cameras of 4096×4096×3 would not fit; 2 of 1080p fit 20×
+MAX_ARRAY_VALUES = MAX_FRAME_SIDE * MAX_FRAME_SIDE * 3
+MAX_NOISE_BYTES = 1 << 20
+MAX_INSTRUCTION_CHARS = 4096
 
 
 def policy_facts(policy: Policy) -> dict:
@@ -68,7 +78,10 @@ def inspect_bundle(path: Path, observation: Path | None, noise: Path | None, out
         raise EdgeError("--observation needs --output OUT.npz")
     images, state, instruction = read_observation(observation, len(predictor.camera_names))
     init = read_noise(noise, (1, predictor.chunk_size, predictor.action_dim)) if noise else None
-    prediction = predictor.predict(images, state, instruction, noise=init)
+    try:
+        prediction = predictor.predict(images, state, instruction, noise=init)
+    except ValueError as e:  # e.g. a state of the wrong length
+        raise EdgeError(f"{observation}: {e}") from e
     write_result(output, prediction.chunk)
     facts["run"] = {"observation": str(observation), "output": str(output), "steps": predictor.head_steps,
                     "noise": str(noise) if noise else "seed 0", "timings_ms": prediction.timings_ms,
@@ -76,30 +89,81 @@ def inspect_bundle(path: Path, observation: Path | None, noise: Path | None, out
     return facts
 
 
+def _check_file_size(path: Path, limit: int) -> None:
+    try:
+        size = Path(path).stat().st_size
+    except OSError as e:
+        raise EdgeError(f"{path}: cannot read: {e.strerror}") from e
+    if not Path(path).is_file() or size > limit:
+        raise EdgeError(f"{path}: must be a regular file of at most {limit >> 20} MiB")
+
+
+def _npy_header(fp, where: str) -> tuple[tuple[int, ...], np.dtype]:
+    """Shape and dtype from a .npy header, refusing object dtypes and oversized shapes."""
+    try:
+        version = np.lib.format.read_magic(fp)
+        if version not in ((1, 0), (2, 0)):
+            raise ValueError(f"unsupported .npy version {version}")
+        read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        shape, _, dtype = read(fp)
+    except (ValueError, OSError, EOFError, SyntaxError) as e:
+        raise EdgeError(f"{where}: not a readable array: {str(e).splitlines()[0][:200]}") from e
+    if dtype.hasobject:
+        raise EdgeError(f"{where}: holds Python objects (dtype {dtype}); only plain numeric or text arrays are read")
+    if math.prod(shape) > MAX_ARRAY_VALUES:
+        raise EdgeError(f"{where}: shape {shape} is larger than {MAX_ARRAY_VALUES} values")
+    return shape, dtype
+
+
+def _check_npz_members(path: Path) -> None:
+    try:
+        with zipfile.ZipFile(path) as archive:
+            for member in archive.infolist():
+                with archive.open(member) as fp:
+                    _npy_header(fp, f"{path}: {member.filename}")
+    except (zipfile.BadZipFile, OSError, EOFError) as e:
+        raise EdgeError(f"{path}: not a readable .npz: {e}") from e
+
+
 def read_observation(path: Path, num_cameras: int) -> tuple[list[np.ndarray], np.ndarray, str]:
-    """OBS.npz: image_0.. (uint8 H×W×3 RGB, camera order), state (float32), instruction (0-d str)."""
+    """OBS.npz: image_0.. (uint8 H×W×3 RGB, camera order), state (finite numbers), instruction
+    (0-d str); sizes and dtypes are checked from the headers before anything is loaded."""
+    _check_file_size(path, MAX_OBSERVATION_BYTES)
+    _check_npz_members(path)
     try:
         data = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as e:
-        raise EdgeError(f"{path}: not a readable .npz: {e}") from e
-    missing = [k for k in [*(f"image_{i}" for i in range(num_cameras)), "state", "instruction"] if k not in data]
-    if missing:
-        raise EdgeError(f"{path}: missing arrays {', '.join(missing)} (see docs/observation-format.md)")
-    images = [data[f"image_{i}"] for i in range(num_cameras)]
+        missing = [k for k in [*(f"image_{i}" for i in range(num_cameras)), "state", "instruction"] if k not in data]
+        if missing:
+            raise EdgeError(f"{path}: missing arrays {', '.join(missing)} (see docs/observation-format.md)")
+        images = [data[f"image_{i}"] for i in range(num_cameras)]
+        state, instruction = data["state"], data["instruction"]
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
+        raise EdgeError(f"{path}: not a readable .npz: {str(e).splitlines()[0][:200]}") from e
     for i, img in enumerate(images):
-        if img.dtype != np.uint8 or img.ndim != 3 or img.shape[2] != 3:
-            raise EdgeError(f"{path}: image_{i} must be uint8 H×W×3 RGB, got {img.dtype} {img.shape}")
-    return images, data["state"].astype(np.float32), str(data["instruction"])
+        if img.dtype != np.uint8 or img.ndim != 3 or img.shape[2] != 3 or not 2 <= min(img.shape[:2]) <= max(img.shape[:2]) <= MAX_FRAME_SIDE:
+            raise EdgeError(f"{path}: image_{i} must be uint8 H×W×3 RGB with sides of 2 to {MAX_FRAME_SIDE} px, got {img.dtype} {img.shape}")
+    if state.dtype.kind not in "iuf" or state.ndim != 1 or not np.isfinite(state).all():
+        raise EdgeError(f"{path}: state must be a 1-D array of finite numbers, got {state.dtype} {state.shape}")
+    if instruction.dtype.kind != "U" or instruction.size != 1 or len(str(instruction.reshape(()))) > MAX_INSTRUCTION_CHARS:
+        raise EdgeError(f"{path}: instruction must be one string of at most {MAX_INSTRUCTION_CHARS} characters")
+    return images, state.astype(np.float32), str(instruction.reshape(()))
 
 
 def read_noise(path: Path, shape: tuple[int, ...]) -> torch.Tensor:
-    """Initial DDIM noise from .npy, shape (1, chunk, action_dim), float32."""
+    """Initial DDIM noise from .npy, shape (1, chunk, action_dim), finite floats."""
+    _check_file_size(path, MAX_NOISE_BYTES)
+    with open(path, "rb") as fp:
+        found, dtype = _npy_header(fp, str(path))
+    if tuple(found) != shape:
+        raise EdgeError(f"{path}: noise must have shape {shape}, got {tuple(found)}")
+    if dtype.kind != "f":
+        raise EdgeError(f"{path}: noise must be floating point, got {dtype}")
     try:
         arr = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as e:
-        raise EdgeError(f"{path}: not a readable .npy: {e}") from e
-    if tuple(arr.shape) != shape:
-        raise EdgeError(f"{path}: noise must have shape {shape}, got {tuple(arr.shape)}")
+    except (OSError, ValueError, EOFError) as e:
+        raise EdgeError(f"{path}: not a readable .npy: {str(e).splitlines()[0][:200]}") from e
+    if not np.isfinite(arr).all():
+        raise EdgeError(f"{path}: noise contains NaN or infinite values")
     return torch.from_numpy(arr.astype(np.float32))
 
 

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from safetensors.torch import save_file
 
-from edge.bundle import BACKBONE_WEIGHTS, HEAD_WEIGHTS, TOKENIZER, BundlePredictor, Manifest, new_manifest_fields, verify, write_manifest
+from edge.bundle import BACKBONE_WEIGHTS, HEAD_WEIGHTS, TOKENIZER, load_predictor, new_manifest_fields, verify, write_manifest
 from edge.config import ComponentSpec, Profile, load_profile
 from edge.errors import EdgeError
 from edge.policy.components import LanguageComponent, VisionComponent, split_prompt
@@ -251,7 +251,7 @@ def _build(policy, prof, specs, steps, names, resolution, calibrate_on, held_out
     distill_info = None
     if steps != teacher.steps:
         distill_info = _distill_into(policy, tmp, manifest, steps, calibrate_on or held_out, distill_iterations, progress)
-    predictor = BundlePredictor(tmp, Manifest.model_validate(manifest | {"files": {}}))
+    predictor = load_predictor(tmp, require_engines=False)
     from quantize.fidelity import measure_fidelity
 
     fidelity = measure_fidelity(policy, predictor, held_out)
@@ -273,7 +273,7 @@ def _distill_into(policy, tmp, manifest, steps, observations, iterations, progre
         from quantize.distill import distill_head
     except ImportError as e:
         raise EdgeError(f"head distillation is not available in this install: {e}") from e
-    predictor = BundlePredictor(tmp, Manifest.model_validate(manifest | {"files": {}}))
+    predictor = load_predictor(tmp, require_engines=False)
     with torch.inference_mode():
         conditions = torch.cat([predictor.condition(o.images, o.state, o.instruction) for o in observations])
     kwargs = {"iterations": iterations} if iterations else {}

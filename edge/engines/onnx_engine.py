@@ -19,9 +19,10 @@ def available_providers() -> list[str]:
 class OnnxRunner:
     """An ONNX model on onnxruntime; inputs in the model's input order."""
 
-    def __init__(self, path: Path, threads: int | None = None, providers: list[str] | None = None,
-                 optimized_model: Path | None = None):
-        """`optimized_model`, when given, receives the graph onnxruntime actually runs (for inspection)."""
+    def __init__(self, model: Path | bytes, threads: int | None = None, providers: list | None = None,
+                 optimized_model: Path | None = None, name: str | None = None):
+        """`model` is a path or the model's verified bytes (bundles: no second open by path);
+        `optimized_model`, when given, receives the graph onnxruntime actually runs (for inspection)."""
         import onnxruntime as ort
 
         options = ort.SessionOptions()
@@ -37,10 +38,11 @@ class OnnxRunner:
         try:
             # Common-subexpression elimination merges a QDQ model's dedicated Q/DQ pairs back into
             # shared ones, which stops QLinearMatMul fusion for q/k/v (see quantize/int8.py).
-            self.session = ort.InferenceSession(str(path), options, providers=chosen,
+            self.session = ort.InferenceSession(model if isinstance(model, bytes) else str(model), options, providers=chosen,
                                                 disabled_optimizers=["CommonSubexpressionElimination"])
         except Exception as e:  # onnxruntime raises its own exception types
-            raise BundleError(f"{path.name}: onnxruntime cannot load it: {str(e).splitlines()[0][:200]}") from e
+            label = name or (Path(model).name if not isinstance(model, bytes) else "ONNX model")
+            raise BundleError(f"{label}: onnxruntime cannot load it: {(str(e).strip().splitlines() or [type(e).__name__])[0][:200]}") from e
         self.inputs = [(i.name, i.shape) for i in self.session.get_inputs()]
 
     def __call__(self, *inputs: torch.Tensor) -> torch.Tensor:

@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, field_validator
 class NormStats(BaseModel):
     """TinyVLA's `dataset_stats.pkl`: min–max for actions, mean/std for the state (qpos)."""
 
-    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
+    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True, allow_inf_nan=False)  # NaN stats: NaN actions
 
     action_min: list[float]
     action_max: list[float]

@@ -7,11 +7,11 @@ Unknown fields are tolerated, because old and forked training runs write extra o
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from edge.errors import CheckpointError
+from edge.errors import CheckpointError, first_invalid_field
 
 # Facts the reference hard-codes instead of recording in config.json (tinyvla-format.md §2, §3).
 REFERENCE_DOWN_DIMS = (256, 512, 1024)
@@ -29,6 +29,33 @@ VARIANTS = {
 }
 
 
+# Bounds on every dimension, checked before anything is allocated (docs/security.md): generous
+# for TinyVLA-H (CLIP ViT-L/14-336: 1024 wide, 24 layers, 4096 MLP, 336 px / 14; Pythia-1B: 2048
+# wide, 16 layers, 8192 MLP, vocab 50304, 2048 positions; head 256-512-1024, chunk 16) and small
+# enough that a hostile config cannot ask for terabytes.
+MAX_WIDTH = 8192  # hidden sizes
+MAX_MLP_WIDTH = 32768  # intermediate sizes
+MAX_LAYERS = 96
+MAX_HEADS = 128
+MAX_VOCAB = 262144
+MAX_POSITIONS = 16384
+MAX_IMAGE_SIZE = 1024  # the vision tower's input side, pixels
+MAX_IMAGE_TOKENS = 4096  # per camera
+MAX_CAMERAS = 8
+MAX_ACTION_DIM = 64
+MAX_STATE_DIM = 256
+MAX_CHUNK_SIZE = 256
+MAX_HEAD_WIDTH = 4096  # each of down_dims
+MAX_TRAIN_TIMESTEPS = 10000
+MAX_BACKBONE_PARAMETERS = 4_000_000_000  # TinyVLA-H's backbone is about 1.2e9
+
+Width = Annotated[int, Field(ge=1, le=MAX_WIDTH)]
+MlpWidth = Annotated[int, Field(ge=1, le=MAX_MLP_WIDTH)]
+Layers = Annotated[int, Field(ge=1, le=MAX_LAYERS)]
+Heads = Annotated[int, Field(ge=1, le=MAX_HEADS)]
+Epsilon = Annotated[float, Field(gt=0, le=1, allow_inf_nan=False)]
+
+
 class _Frozen(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -36,18 +63,24 @@ class _Frozen(BaseModel):
 class VisionConfig(_Frozen):
     """CLIP vision tower dimensions and feature selection."""
 
-    hidden_size: int
-    intermediate_size: int
-    num_hidden_layers: int
-    num_attention_heads: int
-    image_size: int
-    patch_size: int
-    num_channels: int = 3
+    hidden_size: Width
+    intermediate_size: MlpWidth
+    num_hidden_layers: Layers
+    num_attention_heads: Heads
+    image_size: int = Field(ge=1, le=MAX_IMAGE_SIZE)
+    patch_size: int = Field(ge=1, le=MAX_IMAGE_SIZE)
+    num_channels: int = Field(default=3, ge=1, le=4)
     hidden_act: str = "quick_gelu"
-    layer_norm_eps: float = 1e-5
-    projection_dim: int = 768
-    select_layer: int = -2
+    layer_norm_eps: Epsilon = 1e-5
+    projection_dim: Width = 768
+    select_layer: int = Field(default=-2, ge=-MAX_LAYERS, le=MAX_LAYERS)
     select_feature: Literal["patch", "cls_patch"] = "patch"
+
+    @model_validator(mode="after")
+    def _bounded_tokens(self) -> "VisionConfig":
+        if self.tokens_per_image > MAX_IMAGE_TOKENS:
+            raise ValueError(f"{self.tokens_per_image} tokens per image (image_size / patch_size squared) exceeds {MAX_IMAGE_TOKENS}")
+        return self
 
     @property
     def tokens_per_image(self) -> int:
@@ -58,15 +91,15 @@ class VisionConfig(_Frozen):
 class LanguageConfig(_Frozen):
     """GPT-NeoX (Pythia) dimensions."""
 
-    hidden_size: int
-    num_hidden_layers: int
-    num_attention_heads: int
-    intermediate_size: int
-    vocab_size: int
-    rotary_pct: float = 0.25
-    rotary_emb_base: float = 10000.0
-    max_position_embeddings: int = 2048
-    layer_norm_eps: float = 1e-5
+    hidden_size: Width
+    num_hidden_layers: Layers
+    num_attention_heads: Heads
+    intermediate_size: MlpWidth
+    vocab_size: int = Field(ge=1, le=MAX_VOCAB)
+    rotary_pct: float = Field(default=0.25, ge=0, le=1)
+    rotary_emb_base: float = Field(default=10000.0, gt=0, allow_inf_nan=False)
+    max_position_embeddings: int = Field(default=2048, ge=1, le=MAX_POSITIONS)
+    layer_norm_eps: Epsilon = 1e-5
     use_parallel_residual: bool = True
     hidden_act: str = "gelu"
 
@@ -74,13 +107,13 @@ class LanguageConfig(_Frozen):
 class HeadConfig(_Frozen):
     """The diffusion head (`ConditionalUnet1D` with TinyVLA's front-end)."""
 
-    action_dim: int = 10
-    state_dim: int = 7
-    chunk_size: int = 16
-    down_dims: tuple[int, ...] = REFERENCE_DOWN_DIMS
-    kernel_size: int = REFERENCE_KERNEL_SIZE
-    step_embed_dim: int = REFERENCE_STEP_EMBED_DIM
-    n_groups: int = REFERENCE_N_GROUPS
+    action_dim: int = Field(default=10, ge=1, le=MAX_ACTION_DIM)
+    state_dim: int = Field(default=7, ge=1, le=MAX_STATE_DIM)
+    chunk_size: int = Field(default=16, ge=1, le=MAX_CHUNK_SIZE)
+    down_dims: tuple[Annotated[int, Field(ge=1, le=MAX_HEAD_WIDTH)], ...] = Field(default=REFERENCE_DOWN_DIMS, min_length=1, max_length=6)
+    kernel_size: int = Field(default=REFERENCE_KERNEL_SIZE, ge=1, le=15)
+    step_embed_dim: int = Field(default=REFERENCE_STEP_EMBED_DIM, ge=2, le=MAX_HEAD_WIDTH)
+    n_groups: int = Field(default=REFERENCE_N_GROUPS, ge=1, le=64)
     # The reference computes the sinusoidal step table in bfloat16 (its weights learned that);
     # False computes it in float32, which moves actions by up to ~0.2 on trained weights.
     faithful_bf16_step_embedding: bool = True
@@ -93,14 +126,26 @@ class PolicyConfig(_Frozen):
     language: LanguageConfig
     projector_type: Literal["mlp2x_gelu", "linear"] = "mlp2x_gelu"
     head: HeadConfig
-    num_cameras: int = Field(default=2, ge=1)
-    camera_names: tuple[str, ...] = ()
-    train_timesteps: int = TRAIN_TIMESTEPS
-    inference_steps: int = REFERENCE_INFERENCE_STEPS
-    pad_token_id: int = 1
+    num_cameras: int = Field(default=2, ge=1, le=MAX_CAMERAS)
+    camera_names: tuple[str, ...] = Field(default=(), max_length=MAX_CAMERAS)
+    train_timesteps: int = Field(default=TRAIN_TIMESTEPS, ge=1, le=MAX_TRAIN_TIMESTEPS)
+    inference_steps: int = Field(default=REFERENCE_INFERENCE_STEPS, ge=1, le=MAX_TRAIN_TIMESTEPS)
+    pad_token_id: int = Field(default=1, ge=0, le=MAX_VOCAB)
     image_token_index: int = -200
     # 10-D actions are xyz + 6D rotation + gripper and convert to 7-D robot commands.
     action_layout: Literal["xyz_rot6d_gripper", "raw"] = "xyz_rot6d_gripper"
+
+    @model_validator(mode="after")
+    def _bounded_size(self) -> "PolicyConfig":
+        """Refuse a backbone whose weights alone would exceed MAX_BACKBONE_PARAMETERS, before any allocation."""
+        v, lm = self.vision, self.language
+        blocks = v.num_hidden_layers * (4 * v.hidden_size**2 + 2 * v.hidden_size * v.intermediate_size)
+        blocks += lm.num_hidden_layers * (4 * lm.hidden_size**2 + 2 * lm.hidden_size * lm.intermediate_size)
+        embeddings = lm.vocab_size * lm.hidden_size + v.num_channels * v.patch_size**2 * v.hidden_size
+        if blocks + embeddings > MAX_BACKBONE_PARAMETERS:
+            raise ValueError(f"the dimensions give about {(blocks + embeddings) / 1e9:.1f}e9 backbone parameters "
+                             f"(at most {MAX_BACKBONE_PARAMETERS / 1e9:.0f}e9 are supported)")
+        return self
 
     @property
     def variant(self) -> str:
@@ -114,7 +159,8 @@ class PolicyConfig(_Frozen):
 
     def with_head(self, **changes: Any) -> "PolicyConfig":
         """A copy with head fields replaced (used when shapes are inferred from weights)."""
-        return self.model_copy(update={"head": self.head.model_copy(update=changes)})
+        # Validated, not model_copy'd: inferred dimensions obey the same bounds.
+        return self.model_copy(update={"head": HeadConfig.model_validate({**self.head.model_dump(), **changes})})
 
 
 def _require(cfg: dict, key: str, where: str) -> Any:
@@ -145,8 +191,16 @@ def _language_from_tinyvla(cfg: dict, where: str) -> LanguageConfig:
 def policy_config_from_tinyvla(cfg: dict, where: str = "config.json") -> PolicyConfig:
     """Parse a TinyVLA (LlavaPythiaConfig + action fields) config.json into a PolicyConfig.
 
-    Raises CheckpointError naming the file and field when it is not a TinyVLA policy config.
+    Raises CheckpointError naming the file and field when it is not a TinyVLA policy config or a
+    dimension is out of bounds.
     """
+    try:
+        return _policy_config_from_tinyvla(cfg, where)
+    except (ValueError, TypeError, AttributeError) as e:  # pydantic's ValidationError is a ValueError
+        raise CheckpointError(f"{where}: {first_invalid_field(e)}") from e
+
+
+def _policy_config_from_tinyvla(cfg: dict, where: str) -> PolicyConfig:
     if "vision_config" not in cfg:
         raise CheckpointError(f"{where}: not a LLaVA-Pythia config (no 'vision_config')")
     head_type = cfg.get("action_head_type")

@@ -11,7 +11,7 @@ import json
 import shutil
 from pathlib import Path
 
-from edge.errors import CheckpointError
+from edge.errors import CheckpointError, first_invalid_field
 from edge.policy.actions import NormStats
 from edge.policy.config import PolicyConfig
 from edge.policy.network import TinyVLANetwork
@@ -52,15 +52,16 @@ def save_policy(policy: Policy, directory: Path) -> Path:
     return directory
 
 
-def policy_from_metadata(meta: dict, tokenizer_file: Path) -> tuple[PolicyConfig, NormStats, ImageSettings, PromptTokenizer]:
-    """Parse the pieces of `policy_metadata` back."""
+def policy_from_metadata(meta: dict, tokenizer_file: Path, tokenizer_json: bytes | None = None
+                         ) -> tuple[PolicyConfig, NormStats, ImageSettings, PromptTokenizer]:
+    """Parse the pieces of `policy_metadata` back (`tokenizer_json`: the verified file's bytes)."""
     try:
         cfg = PolicyConfig.model_validate(meta["config"])
         stats = NormStats.model_validate(meta["norm_stats"])
         settings = ImageSettings.model_validate(meta["image_settings"])
-    except (KeyError, ValueError) as e:
-        raise CheckpointError(f"policy description is invalid: {str(e).splitlines()[0]}") from e
-    return cfg, stats, settings, PromptTokenizer(tokenizer_file)
+    except (KeyError, TypeError, ValueError) as e:
+        raise CheckpointError(f"policy description is invalid: {first_invalid_field(e)}") from e
+    return cfg, stats, settings, PromptTokenizer(tokenizer_file, tokenizer_json)
 
 
 def load_policy(directory: Path) -> Policy:

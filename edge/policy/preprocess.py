@@ -12,14 +12,23 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Annotated
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
+
+from edge.errors import CheckpointError, first_invalid_field
 
 CROP_RATIO = 0.95
+# A camera frame's sides, checked before any buffer is made (padding makes a side² × 3 float32
+# square: 4096 px is 200 MB). The processor's output side is bounded like the vision tower's.
+MAX_FRAME_SIDE = 4096
+MAX_PROCESSOR_SIZE = 1024
+Channel = Annotated[float, Field(allow_inf_nan=False)]
+Spread = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 
@@ -29,25 +38,25 @@ class ImageSettings(BaseModel):
 
     model_config = ConfigDict(frozen=True)
 
-    size: int = 336
-    image_mean: tuple[float, float, float] = CLIP_MEAN
-    image_std: tuple[float, float, float] = CLIP_STD
-    resample: int = 3  # PIL bicubic
+    size: int = Field(default=336, ge=1, le=MAX_PROCESSOR_SIZE)
+    image_mean: tuple[Channel, Channel, Channel] = CLIP_MEAN
+    image_std: tuple[Spread, Spread, Spread] = CLIP_STD
+    resample: int = Field(default=3, ge=0, le=5)  # PIL filters; 3 is bicubic
     crop_resize: bool = True  # the diffusion head's deterministic 95% crop
 
     @classmethod
     def from_processor_config(cls, path: Path) -> "ImageSettings":
-        """Parse a HF `preprocessor_config.json` (old and new `size` layouts)."""
-        cfg = json.loads(Path(path).read_text())
-        size = cfg.get("size", 336)
-        if isinstance(size, dict):
-            size = size.get("shortest_edge") or size.get("height") or 336
-        return cls(
-            size=int(size),
-            image_mean=tuple(cfg.get("image_mean", CLIP_MEAN)),
-            image_std=tuple(cfg.get("image_std", CLIP_STD)),
-            resample=int(cfg.get("resample", 3)),
-        )
+        """Parse a HF `preprocessor_config.json` (old and new `size` layouts); CheckpointError when
+        it is not valid JSON or a value is out of bounds."""
+        try:
+            cfg = json.loads(Path(path).read_text())
+            size = cfg.get("size", 336)
+            if isinstance(size, dict):
+                size = size.get("shortest_edge") or size.get("height") or 336
+            return cls(size=size, image_mean=tuple(cfg.get("image_mean", CLIP_MEAN)),
+                       image_std=tuple(cfg.get("image_std", CLIP_STD)), resample=cfg.get("resample", 3))
+        except (OSError, ValueError, TypeError, AttributeError) as e:  # JSON and pydantic errors are ValueErrors
+            raise CheckpointError(f"{path}: {first_invalid_field(e)}") from e
 
     def processor_config(self) -> dict:
         """A `preprocessor_config.json` that CLIPImageProcessor reads back to these settings."""
@@ -109,6 +118,8 @@ def preprocess_image(image: np.ndarray, settings: ImageSettings) -> torch.Tensor
     """One camera frame (uint8 H×W×3 RGB) → CLIP pixel values (float32 3×S×S)."""
     if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
         raise ValueError(f"expected a uint8 H×W×3 RGB image, got {image.dtype} {image.shape}")
+    if not (2 <= image.shape[0] <= MAX_FRAME_SIDE and 2 <= image.shape[1] <= MAX_FRAME_SIDE):
+        raise ValueError(f"image is {image.shape[1]}x{image.shape[0]}; sides must be 2 to {MAX_FRAME_SIDE} pixels")
     if not image.flags.writeable:  # camera frames are read-only views; torch wants writable memory
         image = image.copy()
     x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float() / 255.0

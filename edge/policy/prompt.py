@@ -23,14 +23,18 @@ def build_prompt(instruction: str) -> str:
 class PromptTokenizer:
     """A `tokenizers` tokenizer (the base VLM's tokenizer.json) with LLaVA's image-token splice."""
 
-    def __init__(self, tokenizer_file: Path):
+    def __init__(self, tokenizer_file: Path, verified_json: bytes | None = None):
+        """`verified_json`, when given, is the file's content as a bundle verified it (not re-read)."""
         from tokenizers import Tokenizer
 
         path = Path(tokenizer_file)
-        if not path.is_file():
+        if verified_json is None and not path.is_file():
             raise CheckpointError(f"tokenizer not found: {path} (the base VLM directory must hold tokenizer.json)")
         self.path = path
-        self._tok = Tokenizer.from_file(str(path))
+        try:
+            self._tok = Tokenizer.from_str(verified_json.decode()) if verified_json is not None else Tokenizer.from_file(str(path))
+        except Exception as e:  # tokenizers raises its own exception type for a malformed file
+            raise CheckpointError(f"{path}: not a readable tokenizer: {str(e)[:200]}") from e
         self.bos_token_id = self._tok.token_to_id(END_OF_TEXT)
 
     def encode_text(self, text: str) -> list[int]:
