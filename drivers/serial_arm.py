@@ -75,6 +75,10 @@ class SerialArm:
         self._info: ArmInfo | None = None
         self._decoder = sp.FrameDecoder()
         self._seq = 0
+        # Sequence numbers the arm may hold as its last applied target: a new command must never
+        # carry one of them, or the arm would ACK it as a retransmission without applying it
+        # (docs/serial-protocol.md, section 6, "Idempotence across the wrap").
+        self._maybe_applied: set[int] = set()
         self._lock = threading.Lock()  # one request in flight, whichever thread asks
         self._bytes_seen = 0  # bytes read since the handshake began, to tell silence from a baud mismatch
 
@@ -199,6 +203,7 @@ class SerialArm:
             ) from None
         if not isinstance(reply, sp.Info):
             raise DriverError(f"arm on {self.port} refused HELLO ({_nak_text(reply)})")
+        self._maybe_applied.clear()  # HELLO made the arm forget its last applied seq
         if reply.protocol_version != sp.PROTOCOL_VERSION:
             raise IncompatibleFirmware(
                 f"arm firmware on {self.port} speaks serial protocol v{reply.protocol_version}; this tinyvla-edge "
@@ -250,8 +255,11 @@ class SerialArm:
                 break
             attempt_deadline = deadline if attempt == attempts_allowed else min(deadline, now + per_attempt_s)
             self._write(frame)
+            if msg_type is sp.MsgType.SET_TARGET:
+                self._maybe_applied.add(seq)  # from now on the arm may have applied it
             outcome = self._await_reply(seq, msg_type, attempt_deadline)
             if not isinstance(outcome, str):
+                self._note_target_outcome(msg_type, seq, outcome, attempt)
                 return outcome, seq, attempt
             failures.append(outcome)
         tally = ", ".join(f"{failures.count(kind)} {kind}" for kind in sorted(set(failures))) or "none started in time"
@@ -328,10 +336,22 @@ class SerialArm:
             self._serial = None
         self._decoder.reset()
 
+    def _note_target_outcome(self, msg_type: sp.MsgType, seq: int, reply: sp.Message, attempt: int) -> None:
+        if msg_type is not sp.MsgType.SET_TARGET:
+            return
+        if isinstance(reply, sp.Ack):
+            self._maybe_applied = {seq}  # the arm's last applied seq is now exactly this one
+        elif attempt == 1:
+            self._maybe_applied.discard(seq)  # a NAK to the only copy sent: the arm changed nothing
+
     def _next_seq(self) -> int:
-        seq = self._seq
-        self._seq = (self._seq + 1) % sp.SEQ_MODULUS
-        return seq
+        """The next sequence number (0 .. 0xFFFE, wrapping) that the arm cannot hold as applied."""
+        for _ in range(sp.SEQ_MODULUS):
+            seq = self._seq
+            self._seq = (self._seq + 1) % sp.SEQ_MODULUS
+            if seq not in self._maybe_applied:
+                return seq
+        raise DriverError(f"arm on {self.port}: every sequence number may name an applied target; call reconnect()")
 
 
 def _reject_reason(code: int) -> RejectReason:
