@@ -3,17 +3,23 @@
 One request is in flight at a time: write a frame, read until the reply with the same sequence
 number arrives. A request is retried (same sequence number, so the arm can tell a retransmission
 from a new command) when the reply is a NAK(BAD_CRC), arrives corrupted, or does not come within
-its share of the call's timeout. The whole call never takes longer than its timeout.
+one attempt's time. An attempt lasts at least what the spec allows the arm (its 5 ms reply
+budget plus both frames' transfer time at the baud rate, plus the host's USB/scheduling margin),
+so an arm inside the spec is never sent a frame twice. The whole call never takes longer than
+its timeout.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import select
+import statistics
 import termios
 import threading
 import time
-from typing import Sequence
+from dataclasses import dataclass
+from typing import Iterator, Sequence
 
 import serial
 
@@ -44,6 +50,41 @@ _EXPECTED_REPLY = {
     sp.MsgType.HELLO: sp.Info,
     sp.MsgType.GET_STATE: sp.State,
 }
+_REPLY_TYPE = {sp.MsgType.HELLO: sp.MsgType.INFO, sp.MsgType.GET_STATE: sp.MsgType.STATE}
+
+# What the host adds to the spec's reply budget: USB-serial latency both ways (full-speed USB
+# polls every 1 ms frame; an FTDI in low-latency mode flushes after 1 ms) and the scheduler
+# waking the reading thread.
+HOST_MARGIN_S = 0.002
+_IO_ERRORS = (serial.SerialException, OSError, termios.error, TypeError, ValueError)
+
+
+def attempt_timeout_s(command: sp.MsgType, axes: int, baud: int) -> float:
+    """How long one attempt must wait for an arm inside the spec: the command's transfer time,
+    the arm's reply budget, the longest reply's transfer time, and the host's margin."""
+    reply = _REPLY_TYPE.get(command, sp.MsgType.NAK)  # NAK (3 bytes) is the longest ACK-or-NAK reply
+    on_wire = 1 + sp.wire_size(command, axes) + sp.wire_size(reply, axes)  # 1: the leading 0x00
+    return sp.transfer_s(on_wire, baud) + sp.REPLY_BUDGET_S + HOST_MARGIN_S
+
+
+@dataclass(frozen=True)
+class ReplyTime:
+    """The arm's measured reply time over a burst of GET_STATE (round trip less both frames'
+    transfer time at the baud rate), against the spec's budget."""
+
+    count: int
+    p50_s: float
+    p99_s: float
+    max_s: float
+
+    @property
+    def within_spec(self) -> bool:
+        return self.p99_s <= sp.REPLY_BUDGET_S
+
+    def as_dict(self) -> dict:
+        return {"count": self.count, "p50_ms": round(1e3 * self.p50_s, 3), "p99_ms": round(1e3 * self.p99_s, 3),
+                "max_ms": round(1e3 * self.max_s, 3), "spec_ms": 1e3 * sp.REPLY_BUDGET_S,
+                "within_spec": self.within_spec}
 
 
 class SerialArm:
@@ -88,8 +129,7 @@ class SerialArm:
         """Open the port (exclusively) and handshake: HELLO -> INFO. Refuses other protocol versions."""
         with self._lock:
             self._close_port()
-            # A write gets one attempt's share of a call, so even a stuck write keeps the call in time.
-            self._serial = open_serial(self.port, self.baud, write_timeout_s=self.timeout_s / (self.retries + 1))
+            self._serial = open_serial(self.port, self.baud)
             self.low_latency = enable_low_latency(self._serial)
             try:
                 self._info = self._handshake()
@@ -177,6 +217,30 @@ class SerialArm:
         """Release a latched ESTOP."""
         self._command(sp.ClearEstop())
 
+    @contextlib.contextmanager
+    def longer_timeout(self, timeout_s: float) -> Iterator[None]:
+        """Within the block every call may take up to `timeout_s` (never less than the usual
+        timeout): for shutdown and measurements, where a slow but live arm must get its answer in."""
+        before = self.timeout_s
+        self.timeout_s = max(before, timeout_s)
+        try:
+            yield
+        finally:
+            self.timeout_s = before
+
+    def measure_reply_time(self, count: int = 30) -> ReplyTime:
+        """Time `count` GET_STATE exchanges (which do not feed the watchdog or move the arm)."""
+        on_wire = sp.wire_size(sp.MsgType.GET_STATE, self.info.axes) + sp.wire_size(sp.MsgType.STATE, self.info.axes)
+        transfer = sp.transfer_s(1 + on_wire, self.baud)
+        replies = []
+        for _ in range(count):
+            start = time.perf_counter()
+            self.state()
+            replies.append(max(0.0, time.perf_counter() - start - transfer))
+        replies.sort()
+        p99 = replies[min(len(replies) - 1, int(0.99 * len(replies)))]
+        return ReplyTime(len(replies), statistics.median(replies), p99, replies[-1])
+
     # -- internals ------------------------------------------------------------------------------
 
     def _command(self, message: sp.Message) -> None:
@@ -246,17 +310,23 @@ class SerialArm:
         frame = b"\x00" + sp.encode(message, seq)
         deadline = (time.monotonic() if started is None else started) + timeout_s
         attempts_allowed = retries + 1
-        per_attempt_s = timeout_s / attempts_allowed
+        axes = self._info.axes if self._info is not None else sp.MAX_AXES
+        per_attempt_s = max(timeout_s / attempts_allowed, attempt_timeout_s(msg_type, axes, self.baud))
+        # Attempt k ends when only the whole attempts after it still fit: a slow reply is waited
+        # for as long as possible before a frame is sent twice. Attempts beyond those that fit
+        # happen only after an early failure (NAK BAD_CRC, a corrupted reply).
+        fitting = min(attempts_allowed, max(1, int(timeout_s / per_attempt_s + 1e-6)))
         failures: list[str] = []
         self._discard_stale_input()
         for attempt in range(1, attempts_allowed + 1):
-            now = time.monotonic()
-            if now >= deadline:
+            if time.monotonic() >= deadline:
                 break
-            attempt_deadline = deadline if attempt == attempts_allowed else min(deadline, now + per_attempt_s)
-            self._write(frame)
+            attempt_deadline = deadline - max(0, fitting - attempt) * per_attempt_s
             if msg_type is sp.MsgType.SET_TARGET:
                 self._maybe_applied.add(seq)  # from now on the arm may have applied it
+            if not self._write(frame, attempt_deadline):
+                failures.append("write stalled")
+                continue
             outcome = self._await_reply(seq, msg_type, attempt_deadline)
             if not isinstance(outcome, str):
                 self._note_target_outcome(msg_type, seq, outcome, attempt)
@@ -264,34 +334,22 @@ class SerialArm:
             failures.append(outcome)
         tally = ", ".join(f"{failures.count(kind)} {kind}" for kind in sorted(set(failures))) or "none started in time"
         raise DeviceTimeoutError(
-            f"arm on {self.port} gave no valid reply to {msg_type.name} within {timeout_s:.2f} s "
+            f"arm on {self.port} gave no valid reply to {msg_type.name} within {timeout_s:.3f} s "
             f"({len(failures)} tries: {tally})"
         )
 
     def _await_reply(self, seq: int, msg_type: sp.MsgType, deadline: float) -> sp.Message | str:
-        """The reply to (seq, msg_type), or why to retry: 'timed out', 'corrupted' or 'nakked as corrupted'."""
-        expected = _EXPECTED_REPLY.get(msg_type)
+        """The reply to (seq, msg_type), or why to retry: 'timed out', 'corrupted' or 'nakked as corrupted'.
+
+        At the deadline one last non-blocking read runs: a reply already waiting is taken, not missed."""
         while True:
-            remaining = deadline - time.monotonic()
+            remaining = max(0.0, deadline - time.monotonic())
+            for item in self._decoder.feed(self._read(remaining)):
+                outcome = _match_reply(item, seq, msg_type)
+                if outcome is not None:
+                    return outcome
             if remaining <= 0:
                 return "timed out"
-            data = self._read(remaining)
-            for item in self._decoder.feed(data):
-                if isinstance(item, sp.FrameRejected):
-                    # Only one request is in flight and stale input was discarded before it, so a
-                    # corrupted frame now is most likely our reply: resend rather than wait it out.
-                    return "corrupted"
-                reply = item.message
-                if isinstance(reply, sp.Nak) and reply.reason == sp.NakReason.BAD_CRC and item.seq in (seq, sp.SEQ_UNKNOWN):
-                    return "nakked as corrupted"
-                if item.seq != seq:
-                    continue  # a late reply to an earlier request
-                if isinstance(reply, sp.Nak) and reply.command in (msg_type, 0):
-                    return reply
-                if expected is not None and isinstance(reply, expected):
-                    return reply
-                if expected is None and isinstance(reply, sp.Ack) and reply.command == msg_type:
-                    return reply
 
     def _read(self, timeout_s: float) -> bytes:
         port = self._serial
@@ -300,23 +358,37 @@ class SerialArm:
             if not ready:
                 return b""
             data = port.read(max(1, port.in_waiting))
-        except (serial.SerialException, OSError, termios.error, TypeError, ValueError) as e:
+        except _IO_ERRORS as e:
             raise self._lost(e) from e
         self._bytes_seen += len(data)
         return data
 
-    def _write(self, frame: bytes) -> None:
+    def _write(self, frame: bytes, deadline: float) -> bool:
+        """Write the whole frame by `deadline`; False if the port would not take it in time.
+
+        Written here, not with pyserial's write timeout: that raises when its timer ran out even
+        if every byte went out, which would turn a sent command into an error outside the retries."""
+        fd = self._serial.fileno()
+        pending = memoryview(frame)
         try:
-            self._serial.write(frame)
-        except serial.SerialTimeoutException as e:
-            raise DeviceTimeoutError(f"writing to {self.port} timed out (is the arm reading?)") from e
-        except (serial.SerialException, OSError, termios.error, TypeError, ValueError) as e:
+            while pending:
+                try:
+                    pending = pending[os.write(fd, pending):]
+                    continue
+                except BlockingIOError:
+                    pass  # the output buffer is full: wait until it drains or the attempt ends
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                select.select([], [fd], [], remaining)
+        except _IO_ERRORS as e:
             raise self._lost(e) from e
+        return True
 
     def _discard_stale_input(self) -> None:
         try:
             self._serial.reset_input_buffer()
-        except (serial.SerialException, OSError, termios.error, TypeError, ValueError) as e:
+        except _IO_ERRORS as e:
             raise self._lost(e) from e
         self._decoder.reset()
 
@@ -352,6 +424,28 @@ class SerialArm:
             if seq not in self._maybe_applied:
                 return seq
         raise DriverError(f"arm on {self.port}: every sequence number may name an applied target; call reconnect()")
+
+
+def _match_reply(item: sp.Received | sp.FrameRejected, seq: int, msg_type: sp.MsgType) -> sp.Message | str | None:
+    """What one received frame means for the request (seq, msg_type): its reply, a reason to
+    resend, or None (not ours: a late reply to an earlier request)."""
+    if isinstance(item, sp.FrameRejected):
+        # Only one request is in flight and stale input was discarded before it, so a
+        # corrupted frame now is most likely our reply: resend rather than wait it out.
+        return "corrupted"
+    reply = item.message
+    if isinstance(reply, sp.Nak) and reply.reason == sp.NakReason.BAD_CRC and item.seq in (seq, sp.SEQ_UNKNOWN):
+        return "nakked as corrupted"
+    if item.seq != seq:
+        return None
+    if isinstance(reply, sp.Nak) and reply.command in (msg_type, 0):
+        return reply
+    expected = _EXPECTED_REPLY.get(msg_type)
+    if expected is not None and isinstance(reply, expected):
+        return reply
+    if expected is None and isinstance(reply, sp.Ack) and reply.command == msg_type:
+        return reply
+    return None
 
 
 def _reject_reason(code: int) -> RejectReason:

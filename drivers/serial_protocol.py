@@ -13,6 +13,7 @@ Nothing here does I/O or keeps time: the client (`serial_arm.py`) and the firmwa
 
 from __future__ import annotations
 
+import binascii
 import math
 import struct
 from dataclasses import dataclass
@@ -30,6 +31,8 @@ MAX_AXES = 16  # dof + gripper
 SEQ_UNKNOWN = 0xFFFF  # "no sequence": a NAK for a frame whose seq could not be trusted; STATE before any target
 SEQ_MODULUS = 0xFFFF  # hosts count 0 .. 0xFFFE and wrap, so SEQ_UNKNOWN never names a real command
 NO_AXIS = 0xFF
+REPLY_BUDGET_S = 0.005  # the arm starts its reply within this of the command's delimiter (spec 6)
+BITS_PER_BYTE = 10  # 8N1: start bit, 8 data bits, stop bit
 
 
 class MsgType(IntEnum):
@@ -185,27 +188,13 @@ class FrameRejected(ProtocolError):
 
 
 # ---------------------------------------------------------------------------------------------
-# CRC-16/CCITT-FALSE: poly 0x1021, init 0xFFFF, no reflection, no final xor. check("123456789") = 0x29B1
-
-
-def _crc_table() -> tuple[int, ...]:
-    table = []
-    for byte in range(256):
-        crc = byte << 8
-        for _ in range(8):
-            crc = ((crc << 1) ^ 0x1021) if crc & 0x8000 else (crc << 1)
-        table.append(crc & 0xFFFF)
-    return tuple(table)
-
-
-_CRC_TABLE = _crc_table()
+# CRC-16/CCITT-FALSE: poly 0x1021, init 0xFFFF, no reflection, no final xor. check("123456789") = 0x29B1.
+# The standard library's crc_hqx is exactly this CRC when started at 0xFFFF.
 
 
 def crc16_ccitt_false(data: bytes, crc: int = 0xFFFF) -> int:
     """CRC-16/CCITT-FALSE of `data` (pass a previous result as `crc` to continue)."""
-    for byte in data:
-        crc = ((crc << 8) & 0xFFFF) ^ _CRC_TABLE[((crc >> 8) ^ byte) & 0xFF]
-    return crc
+    return binascii.crc_hqx(data, crc)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -403,6 +392,32 @@ def decode_frame(frame: bytes, expected_version: int | None = PROTOCOL_VERSION) 
             f"protocol version {version}, expected {expected_version}", NakReason.BAD_VERSION, raw_type, seq
         )
     return Received(version, seq, _decode_body(msg_type, body, seq))
+
+
+_BODY_SIZE = {  # body bytes per type, as a function of the axis count n
+    MsgType.HELLO: lambda n: 0,
+    MsgType.SET_TARGET: lambda n: 4 * n,
+    MsgType.HEARTBEAT: lambda n: 0,
+    MsgType.ESTOP: lambda n: 0,
+    MsgType.CLEAR_ESTOP: lambda n: 0,
+    MsgType.GET_STATE: lambda n: 0,
+    MsgType.INFO: lambda n: 8 + 12 * n,
+    MsgType.STATE: lambda n: 4 + 4 * n,
+    MsgType.ACK: lambda n: 1,
+    MsgType.NAK: lambda n: 3,
+}
+
+
+def wire_size(msg_type: MsgType, axes: int) -> int:
+    """Most bytes a frame of this type takes on the wire for `axes` values: payload, COBS
+    overhead and the delimiter."""
+    payload = HEADER_SIZE + _BODY_SIZE[msg_type](axes) + CRC_SIZE
+    return payload + 1 + payload // 254 + 1
+
+
+def transfer_s(byte_count: int, baud: int) -> float:
+    """Seconds `byte_count` bytes take on a UART at `baud` (8N1)."""
+    return byte_count * BITS_PER_BYTE / baud
 
 
 def is_finite(values: tuple[float, ...]) -> bool:
