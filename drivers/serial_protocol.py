@@ -302,11 +302,12 @@ def _decode_body(msg_type: MsgType, body: bytes, seq: int) -> Message:
             f"{msg_type.name} body is {len(body)} bytes, expected {expected}", NakReason.BAD_LENGTH, msg_type, seq
         )
 
-    if msg_type in (MsgType.HELLO, MsgType.HEARTBEAT, MsgType.ESTOP, MsgType.CLEAR_ESTOP, MsgType.GET_STATE):
+    if msg_type is MsgType.HELLO:
+        return Hello()  # any body is ignored: version negotiation must work whatever a newer host adds
+    if msg_type in (MsgType.HEARTBEAT, MsgType.ESTOP, MsgType.CLEAR_ESTOP, MsgType.GET_STATE):
         if body:
             raise bad_length("0")
         return {
-            MsgType.HELLO: Hello,
             MsgType.HEARTBEAT: Heartbeat,
             MsgType.ESTOP: Estop,
             MsgType.CLEAR_ESTOP: ClearEstop,
@@ -436,7 +437,8 @@ class FrameDecoder:
     It resynchronizes on every 0x00: garbage costs at most the frame it landed in. Empty
     frames (repeated delimiters) are ignored, so a sender may prefix frames with 0x00 to flush
     the receiver after line noise. Bytes beyond MAX_ENCODED without a delimiter are discarded
-    and reported once, bounding memory whatever arrives.
+    silently up to the next 0x00 (spec section 2: nothing in them can be trusted, and answering
+    each overflow would let noise make the arm talk), bounding memory whatever arrives.
     """
 
     def __init__(self, expected_version: int | None = PROTOCOL_VERSION):
@@ -463,9 +465,7 @@ class FrameDecoder:
                     self._buffer.clear()
             if end < 0:
                 break
-            if self._overflowed:
-                results.append(FrameRejected(f"more than {MAX_ENCODED} bytes without a delimiter", NakReason.BAD_CRC))
-            elif self._buffer:
+            if self._buffer and not self._overflowed:
                 try:
                     results.append(decode_frame(bytes(self._buffer), self._expected_version))
                 except FrameRejected as e:
