@@ -19,7 +19,7 @@ import termios
 import threading
 import time
 from dataclasses import dataclass
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 import serial
 
@@ -28,6 +28,7 @@ from drivers.arm import ArmInfo, ArmState, RejectReason, TargetResult
 from drivers.errors import (
     DeviceTimeoutError,
     DriverError,
+    HandshakeRefused,
     IncompatibleFirmware,
     NotConnectedError,
     PermissionDenied,
@@ -65,6 +66,23 @@ def attempt_timeout_s(command: sp.MsgType, axes: int, baud: int) -> float:
     reply = _REPLY_TYPE.get(command, sp.MsgType.NAK)  # NAK (3 bytes) is the longest ACK-or-NAK reply
     on_wire = 1 + sp.wire_size(command, axes) + sp.wire_size(reply, axes)  # 1: the leading 0x00
     return sp.transfer_s(on_wire, baud) + sp.REPLY_BUDGET_S + HOST_MARGIN_S
+
+
+def state_transfer_s(axes: int, baud: int) -> float:
+    """Wire time of one GET_STATE (with its leading 0x00) and its STATE reply."""
+    return sp.transfer_s(1 + sp.wire_size(sp.MsgType.GET_STATE, axes) + sp.wire_size(sp.MsgType.STATE, axes), baud)
+
+
+def time_replies(get_state: Callable[[], object], count: int, transfer_s: float) -> "ReplyTime":
+    """The arm's reply time over `count` calls of `get_state`: each round trip less `transfer_s`."""
+    replies = []
+    for _ in range(count):
+        start = time.perf_counter()
+        get_state()
+        replies.append(max(0.0, time.perf_counter() - start - transfer_s))
+    replies.sort()
+    p99 = replies[min(len(replies) - 1, int(0.99 * len(replies)))]
+    return ReplyTime(len(replies), statistics.median(replies), p99, replies[-1])
 
 
 @dataclass(frozen=True)
@@ -122,6 +140,7 @@ class SerialArm:
         self._maybe_applied: set[int] = set()
         self._lock = threading.Lock()  # one request in flight, whichever thread asks
         self._bytes_seen = 0  # bytes read since the handshake began, to tell silence from a baud mismatch
+        self._unaccepted: str | None = None  # a valid frame (CRC good) this host could not accept, and why
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -230,16 +249,7 @@ class SerialArm:
 
     def measure_reply_time(self, count: int = 30) -> ReplyTime:
         """Time `count` GET_STATE exchanges (which do not feed the watchdog or move the arm)."""
-        on_wire = sp.wire_size(sp.MsgType.GET_STATE, self.info.axes) + sp.wire_size(sp.MsgType.STATE, self.info.axes)
-        transfer = sp.transfer_s(1 + on_wire, self.baud)
-        replies = []
-        for _ in range(count):
-            start = time.perf_counter()
-            self.state()
-            replies.append(max(0.0, time.perf_counter() - start - transfer))
-        replies.sort()
-        p99 = replies[min(len(replies) - 1, int(0.99 * len(replies)))]
-        return ReplyTime(len(replies), statistics.median(replies), p99, replies[-1])
+        return time_replies(self.state, count, state_transfer_s(self.info.axes, self.baud))
 
     # -- internals ------------------------------------------------------------------------------
 
@@ -252,9 +262,15 @@ class SerialArm:
 
     def _handshake(self) -> ArmInfo:
         self._bytes_seen = 0
+        self._unaccepted = None
         try:
             reply, _, _ = self._exchange(sp.Hello(), self.handshake_timeout_s, retries=max(self.retries, 4))
         except DeviceTimeoutError:
+            if self._unaccepted:
+                raise HandshakeRefused(
+                    f"the arm on {self.port} answers in valid frames, but this host cannot accept its reply to "
+                    f"HELLO: {self._unaccepted}; the baud rate is right, the firmware breaks docs/serial-protocol.md"
+                ) from None
             hint = (
                 f"received {self._bytes_seen} bytes but no valid frame: the baud rate "
                 f"({self.baud}) probably does not match the firmware's"
@@ -266,13 +282,21 @@ class SerialArm:
                 f"{self.handshake_timeout_s:.1f} s; {hint}"
             ) from None
         if not isinstance(reply, sp.Info):
-            raise DriverError(f"arm on {self.port} refused HELLO ({_nak_text(reply)})")
+            raise HandshakeRefused(f"arm on {self.port} refused HELLO ({_nak_text(reply)}); the baud rate is right, "
+                                   "the firmware breaks docs/serial-protocol.md (HELLO is answered INFO in any version)")
         self._maybe_applied.clear()  # HELLO made the arm forget its last applied seq
         if reply.protocol_version != sp.PROTOCOL_VERSION:
             raise IncompatibleFirmware(
                 f"arm firmware on {self.port} speaks serial protocol v{reply.protocol_version}; this tinyvla-edge "
                 f"speaks v{sp.PROTOCOL_VERSION}: update the firmware or tinyvla-edge so they match"
             )
+        try:
+            return self._arm_info(reply)
+        except DriverError as e:
+            raise HandshakeRefused(f"arm on {self.port} sent an INFO this host cannot use: {e}") from e
+
+    @staticmethod
+    def _arm_info(reply: sp.Info) -> ArmInfo:
         major, minor, patch = reply.firmware_version
         return ArmInfo(
             protocol_version=reply.protocol_version,
@@ -345,6 +369,8 @@ class SerialArm:
         while True:
             remaining = max(0.0, deadline - time.monotonic())
             for item in self._decoder.feed(self._read(remaining)):
+                if isinstance(item, sp.FrameRejected) and item.reason != sp.NakReason.BAD_CRC:
+                    self._unaccepted = str(item)  # it passed COBS and CRC: the bytes arrived intact
                 outcome = _match_reply(item, seq, msg_type)
                 if outcome is not None:
                     return outcome

@@ -321,13 +321,21 @@ def _decode_body(msg_type: MsgType, body: bytes, seq: int) -> Message:
         if len(body) < 8:
             raise bad_length("8 + 12 x (dof + 1)")
         protocol_version, major, minor, patch, dof, space, watchdog_ms = struct.unpack_from("<BBBBBBH", body)
+        if protocol_version != PROTOCOL_VERSION:
+            # Only the frozen first 8 bytes mean the same in every version: enough to refuse it by name.
+            return Info(protocol_version, (major, minor, patch), dof, space, watchdog_ms, (), (), ())
         n = dof + 1
-        if n > MAX_AXES or len(body) != 8 + 12 * n:
+        if n > MAX_AXES:
+            raise FrameRejected(f"INFO declares dof={dof}; protocol v1 allows 1..{MAX_AXES - 1}", NakReason.BAD_LENGTH, msg_type, seq)
+        if len(body) != 8 + 12 * n:
             raise bad_length(f"8 + 12 x (dof + 1) with dof = {dof}")
         try:
             action_space = ActionSpace(space)
         except ValueError:
-            raise FrameRejected(f"INFO action space {space} is not 0 (joint) or 1 (ee)", NakReason.BAD_LENGTH, msg_type, seq) from None
+            raise FrameRejected(
+                f"INFO declares action_space={space}; protocol v1 knows 0 (joint) and 1 (end-effector)",
+                NakReason.BAD_LENGTH, msg_type, seq,
+            ) from None
         floats = _unpack_floats(body[8:])
         return Info(
             protocol_version, (major, minor, patch), dof, action_space, watchdog_ms, floats[:n], floats[n : 2 * n], floats[2 * n :]

@@ -167,6 +167,7 @@ class SimArm:
             now = time.monotonic()
             with self._lock:
                 self._apply_unplug(now)
+                self._firmware.fault = self._injector.hardware_fault(now)
                 if data and self._master is not None:
                     self._receive(data, now)
                 self._firmware.step(now)
