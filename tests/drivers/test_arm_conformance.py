@@ -18,6 +18,7 @@ from .protocols import implements
 
 ALL_CHECKS = list(ARM_CHECKS)
 FAULT_CHECK = "FAULT refuses targets"
+REPLY_TIME_CHECK = "reply time within the spec"
 
 
 @pytest.mark.parametrize("dof, space", [(7, "ee"), (5, "joint")])
@@ -32,8 +33,18 @@ def test_the_wire_checks_pass_on_the_emulator_and_fault_is_skipped_without_a_fau
     # own, not this interpreter's (an in-process emulator shares the GIL with the checks).
     with SimArmProcess(dof=3, space="joint") as sim:
         results = run_arm_conformance(lambda: SerialArm(sim.port, timeout_s=0.5), port=sim.port)
-    table = {r.name: r.status for r in results}
-    assert table == {**{name: "pass" for name in ARM_CHECKS + WIRE_CHECKS}, FAULT_CHECK: "skip"}, results
+    table = {r.name: r.status for r in results if r.name != REPLY_TIME_CHECK}
+    expected = {name: "pass" for name in ARM_CHECKS + WIRE_CHECKS if name != REPLY_TIME_CHECK}
+    assert table == {**expected, FAULT_CHECK: "skip"}, results
+    # The reply time row measures this machine too: on a shared 2-core box under load its p99 can
+    # exceed 5 ms whatever the emulator does, so its teeth are shown below with a slow arm.
+
+
+def test_a_slow_arm_fails_the_reply_time_check(sim_arm):
+    sim = sim_arm(dof=2, space="joint", faults=["delay:0.012"])
+    (row,) = [r for r in run_arm_conformance(lambda: SerialArm(sim.port, timeout_s=0.5), port=sim.port)
+              if r.name == REPLY_TIME_CHECK]
+    assert row.status == "fail" and "over the spec's 5 ms" in row.detail, row
 
 
 def test_a_faulted_arm_refuses_targets_with_nak_fault(sim_arm):
