@@ -286,18 +286,21 @@ def arm_checks(probe: dict, rate_hz: float) -> list[Check]:
                         "make the scene safe, clear the fault on the arm, then `run --clear-estop`" if latched else ""))
     try:
         timing = plan_link_timing(rate_hz, probe["baud"], info["dof"] + 1)
-        checks.append(Check("arm-rate", "pass", f"at {rate_hz:g} Hz each call has {1e3 * timing.call_timeout_s:.1f} ms: "
-                            f"{timing.attempts_that_fit} attempt(s) of {1e3 * timing.target_attempt_s:.1f} ms fit "
-                            f"(up to {timing.max_rate_hz:.0f} Hz)"))
+    except RunRefused as e:
+        return checks + [Check("arm-rate", "fail", str(e), "lower the profile's control.rate_hz, or speed up the link")]
+    checks.append(Check("arm-rate", "pass", f"at {rate_hz:g} Hz each call has {1e3 * timing.call_timeout_s:.1f} ms: "
+                        f"{timing.attempts_that_fit} attempt(s) of {1e3 * timing.target_attempt_s:.1f} ms fit "
+                        f"(up to {timing.max_rate_hz:.0f} Hz)"))
+    measured_text = (f"p50 {reply['p50_ms']:.2f} ms, p99 {reply['p99_ms']:.2f} ms over {reply['count']} GET_STATE "
+                     f"(spec {reply['spec_ms']:g} ms; {1e3 * timing.call_timeout_s:.1f} ms per call at {rate_hz:g} Hz)")
+    try:
         measured = ReplyTime(reply["count"], reply["p50_ms"] / 1e3, reply["p99_ms"] / 1e3, reply["max_ms"] / 1e3)
         warnings = check_reply_time(measured, timing)
         checks.append(Check("arm-reply-time", "warn" if warnings else "pass",
-                            f"p50 {reply['p50_ms']:.2f} ms, p99 {reply['p99_ms']:.2f} ms over {reply['count']} GET_STATE "
-                            f"(spec {reply['spec_ms']:g} ms; {1e3 * timing.call_timeout_s:.1f} ms per call at {rate_hz:g} Hz)"
-                            + (f": {warnings[0]}" if warnings else ""),
+                            measured_text + (f": {warnings[0]}" if warnings else ""),
                             "the firmware must start each reply within 5 ms" if warnings else ""))
     except RunRefused as e:
-        checks.append(Check("arm-rate", "fail", str(e), "lower the profile's control.rate_hz, or speed up the link"))
+        checks.append(Check("arm-reply-time", "fail", f"{measured_text}: {e}", "the firmware must start each reply within 5 ms"))
     try:
         check_watchdog(_arm_info(info), rate_hz)
         checks.append(Check("arm-watchdog", "pass", f"{1e3 * info['watchdog_s']:g} ms watchdog, fed every "
