@@ -39,7 +39,7 @@ from edge.runtime.shutdown import ShutdownAction
 from edge.runtime.sim_process import SimArmProcess
 from edge.runtime.startup import (
     arm_requirement, check_arm, check_arm_state, check_instruction, check_rate, check_reply_time, check_watchdog,
-    load_run_predictor, match_cameras, plan_link_timing, serial_timeout_s,
+    load_run_predictor, match_cameras, plan_link_timing,
 )
 
 SIM_ARM = "sim"
