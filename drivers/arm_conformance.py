@@ -25,6 +25,8 @@ import time
 from dataclasses import asdict, dataclass
 from typing import Callable
 
+import serial
+
 from drivers import serial_protocol as sp
 from drivers.arm import Arm, ArmInfo, ArmState, RejectReason
 from drivers.errors import DriverError, NotConnectedError
@@ -308,6 +310,12 @@ class _Wire:
 
     def send_raw(self, wire: bytes) -> sp.Received:
         """Write bytes, return the first decodable reply (ArmConformanceError if none in time)."""
+        try:
+            return self._exchange(wire)
+        except (serial.SerialException, OSError) as e:
+            raise NotConnectedError(f"lost the arm's port during the wire checks: {e}") from e
+
+    def _exchange(self, wire: bytes) -> sp.Received:
         self.serial.reset_input_buffer()
         self.decoder.reset()
         self.serial.write(b"\x00" + wire)
