@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from enum import Enum
-from typing import Protocol, Sequence
+from typing import ContextManager, Protocol, Sequence
 
 from drivers.errors import DriverError
 
@@ -147,6 +147,10 @@ class Arm(Protocol):
 
     def reconnect(self) -> ArmInfo:
         """Reopen the device (e.g. after an unplug) and handshake again."""
+        ...
+
+    def longer_timeout(self, timeout_s: float) -> ContextManager[None]:
+        """Within the block every call may take up to timeout_s (shutdown: a slow arm gets time)."""
         ...
 
     def close(self) -> None:

@@ -1,12 +1,18 @@
-"""The conformance test every `Arm` implementation runs: `check_arm_conformance(make_arm)`.
+"""The conformance test every `Arm` implementation runs, and a serial arm's wire-level checks.
 
-It drives an arm through its lifecycle and the firmware contract (docs/serial-protocol.md):
-handshake, state, targets applied, out-of-limit targets refused (never clamped), oversized
-steps refused, ESTOP latching, the watchdog hold, reconnect, close, and that no call takes
-longer than its budget. Use it from a test:
+`check_arm_conformance(make_arm)` drives an arm through its lifecycle and the firmware contract
+(docs/serial-protocol.md): handshake, state, targets applied, out-of-limit targets refused (never
+clamped), oversized steps refused, ESTOP latching, the watchdog hold, reconnect, close, and that
+no call takes longer than its budget. Given the arm's serial `port` it also speaks raw frames to
+it: retransmission idempotence, the BAD_CRC / BAD_VERSION / UNKNOWN_TYPE / BAD_LENGTH answers,
+FAULT, that GET_STATE does not feed the watchdog, that HELLO resets last_seq, and the reply time.
+Use it from a test:
 
     def test_my_arm_conforms(my_emulator):
         check_arm_conformance(lambda: MyArm(my_emulator.port))
+
+`run_arm_conformance` runs the same checks and returns a pass/fail table instead of raising
+(`tinyvla-edge doctor --arm PORT --conformance`).
 
 It moves one axis to near its limit: run it against an emulator or a bench setup, not an arm
 next to people. `make_arm` must return a new, unconnected arm, at rest and not estopped, whose
@@ -16,10 +22,55 @@ watchdog is at most `max_watchdog_s` (use a short one in tests).
 from __future__ import annotations
 
 import time
+from dataclasses import asdict, dataclass
 from typing import Callable
 
+import serial
+
+from drivers import serial_protocol as sp
 from drivers.arm import Arm, ArmInfo, ArmState, RejectReason
 from drivers.errors import DriverError, NotConnectedError
+from drivers.serial_port import open_serial
+from drivers.serial_arm import state_transfer_s, time_replies
+
+ARM_CHECKS = (
+    "not connected before connect",
+    "connect declares info",
+    "state shape",
+    "wrong target length refused",
+    "targets applied",
+    "step too large refused",
+    "out of limits refused, not clamped",
+    "estop latches until cleared",
+    "watchdog holds when commands stop",
+    "reconnect re-handshakes",
+    "close is idempotent and final",
+)
+WIRE_CHECKS = (
+    "corrupted frame answered NAK BAD_CRC (type 0, seq 0xFFFF)",
+    "other protocol version answered NAK BAD_VERSION",
+    "unknown type answered NAK UNKNOWN_TYPE",
+    "wrong body length answered NAK BAD_LENGTH",
+    "retransmission acked, not re-applied",
+    "HELLO resets last_seq",
+    "GET_STATE does not feed the watchdog",
+    "FAULT refuses targets",
+    "reply time within the spec",
+)
+REPLY_TIME_SAMPLES = 100
+REPLY_TIME_BURSTS = 3
+
+
+@dataclass(frozen=True)
+class ConformanceResult:
+    """One row of the conformance table."""
+
+    name: str
+    status: str  # pass | fail | skip (cannot be checked from the host now) | not run (an earlier check failed)
+    detail: str = ""
+
+    def as_dict(self) -> dict:
+        return asdict(self)
 
 
 class ArmConformanceError(AssertionError):
@@ -79,18 +130,44 @@ def _walk(call: _Timed, info: ArmInfo, start: tuple[float, ...], axis: int, goal
     return tuple(target)
 
 
-def check_arm_conformance(
+def check_arm_conformance(make_arm: Callable[[], Arm], **options) -> list[str]:
+    """Run every check on arms from `make_arm` (options as for `run_arm_conformance`); return the
+    names of the checks that passed. Raises ArmConformanceError at the first violation."""
+    results = run_arm_conformance(make_arm, **options)
+    failed = [r for r in results if r.status == "fail"]
+    if failed:
+        raise ArmConformanceError(failed[0].detail)
+    return [r.name for r in results if r.status == "pass"]
+
+
+def run_arm_conformance(
     make_arm: Callable[[], Arm],
     *,
+    port: str | None = None,
+    baud: int = 1_000_000,
     call_budget_s: float = 1.0,
     settle_timeout_s: float = 3.0,
     max_watchdog_s: float = 2.0,
-) -> list[str]:
-    """Run every check on arms from `make_arm`; return the names of the checks (all passed).
-
-    Raises ArmConformanceError at the first violation.
-    """
+) -> list[ConformanceResult]:
+    """Every check as a table row. The Arm-level checks stop at the first failure (later ones
+    depend on it); each wire-level check starts its own session (HELLO) and runs regardless."""
     passed: list[str] = []
+    results: list[ConformanceResult] = []
+    try:
+        _arm_checks(make_arm, passed, call_budget_s, settle_timeout_s, max_watchdog_s)
+    except (ArmConformanceError, DriverError) as e:
+        failed = ARM_CHECKS[len(passed)]
+        results = [ConformanceResult(name, "pass") for name in passed]
+        results.append(ConformanceResult(failed, "fail", str(e)))
+        results += [ConformanceResult(name, "not run") for name in ARM_CHECKS[len(passed) + 1:]]
+    else:
+        results = [ConformanceResult(name, "pass") for name in passed]
+    if port is not None:
+        results += [_run_wire_check(name, check, port, baud) for name, check in zip(WIRE_CHECKS, _WIRE_CHECK_FUNCTIONS)]
+    return results
+
+
+def _arm_checks(make_arm, passed: list[str], call_budget_s: float, settle_timeout_s: float, max_watchdog_s: float) -> None:
     arm = make_arm()
     call = _Timed(arm, call_budget_s)
     try:
@@ -214,4 +291,188 @@ def check_arm_conformance(
             arm.close()
         except DriverError:
             pass
-    return passed
+
+
+# -- the wire ---------------------------------------------------------------------------------------
+
+
+class _Wire:
+    """Raw frames to and from a serial arm, for what the Arm protocol cannot express."""
+
+    def __init__(self, port: str, baud: int, timeout_s: float = 0.5):
+        self.serial = open_serial(port, baud)
+        self.decoder = sp.FrameDecoder(expected_version=None)
+        self.timeout_s = timeout_s
+        self.seq = 100
+
+    def close(self) -> None:
+        self.serial.close()
+
+    def send_raw(self, wire: bytes) -> sp.Received:
+        """Write bytes, return the first decodable reply (ArmConformanceError if none in time)."""
+        try:
+            return self._exchange(wire)
+        except (serial.SerialException, OSError) as e:
+            raise NotConnectedError(f"lost the arm's port during the wire checks: {e}") from e
+
+    def _exchange(self, wire: bytes) -> sp.Received:
+        self.serial.reset_input_buffer()
+        self.decoder.reset()
+        self.serial.write(b"\x00" + wire)
+        deadline = time.monotonic() + self.timeout_s
+        while time.monotonic() < deadline:
+            data = self.serial.read(max(1, self.serial.in_waiting))
+            for item in self.decoder.feed(data):
+                if isinstance(item, sp.Received):
+                    return item
+            if not data:
+                time.sleep(0.0005)
+        raise ArmConformanceError(f"no reply within {self.timeout_s:.1f} s")
+
+    def send(self, message: sp.Message, seq: int | None = None, version: int = sp.PROTOCOL_VERSION) -> sp.Received:
+        if seq is None:
+            self.seq = (self.seq + 1) % sp.SEQ_MODULUS
+            seq = self.seq
+        return self.send_raw(sp.encode(message, seq, version))
+
+    def hello(self) -> sp.Info:
+        reply = self.send(sp.Hello()).message
+        _require(isinstance(reply, sp.Info), f"HELLO was answered {reply}")
+        return reply
+
+    def state(self) -> sp.State:
+        reply = self.send(sp.GetState()).message
+        _require(isinstance(reply, sp.State), f"GET_STATE was answered {reply}")
+        return reply
+
+
+def _frame(version: int, msg_type: int, seq: int, body: bytes) -> bytes:
+    payload = bytes([version, msg_type]) + seq.to_bytes(2, "little") + body
+    payload += sp.crc16_ccitt_false(payload).to_bytes(2, "little")
+    return sp.cobs_encode(payload) + b"\x00"
+
+
+def _expect_nak(reply: sp.Received, command: int, reason: sp.NakReason, seq: int) -> str:
+    message = reply.message
+    _require(isinstance(message, sp.Nak) and message.reason == reason and message.command == command
+             and reply.seq == seq,
+             f"expected NAK({command}, {reason.name}) with seq {seq:#06x}, got {message} with seq {reply.seq:#06x}")
+    return f"NAK {reason.name}, seq {reply.seq:#06x}"
+
+
+def _wire_bad_crc(wire: _Wire) -> str:
+    good = sp.cobs_decode(sp.encode(sp.Heartbeat(), 7)[:-1])
+    corrupted = good[:-1] + bytes([good[-1] ^ 0x5A])
+    return _expect_nak(wire.send_raw(sp.cobs_encode(corrupted) + b"\x00"), 0, sp.NakReason.BAD_CRC, sp.SEQ_UNKNOWN)
+
+
+def _wire_bad_version(wire: _Wire) -> str:
+    return _expect_nak(wire.send(sp.Heartbeat(), 9, version=sp.PROTOCOL_VERSION + 1), sp.MsgType.HEARTBEAT,
+                       sp.NakReason.BAD_VERSION, 9)
+
+
+def _wire_unknown_type(wire: _Wire) -> str:
+    return _expect_nak(wire.send_raw(_frame(sp.PROTOCOL_VERSION, 0x7F, 11, b"")), 0x7F, sp.NakReason.UNKNOWN_TYPE, 11)
+
+
+def _wire_bad_length(wire: _Wire) -> str:
+    _expect_nak(wire.send_raw(_frame(sp.PROTOCOL_VERSION, sp.MsgType.HEARTBEAT, 12, b"\x01")), sp.MsgType.HEARTBEAT,
+                sp.NakReason.BAD_LENGTH, 12)
+    info = wire.hello()
+    too_many = sp.SetTarget(tuple(wire.state().values) + (0.0,)) if info.dof + 2 <= sp.MAX_AXES else None
+    if too_many is not None:
+        _expect_nak(wire.send(too_many, 13), sp.MsgType.SET_TARGET, sp.NakReason.BAD_LENGTH, 13)
+    return "HEARTBEAT with a body" + (", SET_TARGET with n + 1 values" if too_many else "")
+
+
+def _beyond_upper(info: sp.Info, values: tuple[float, ...]) -> tuple[float, ...]:
+    return (info.upper[0] + info.max_step[0],) + tuple(values[1:])
+
+
+def _wire_retransmission(wire: _Wire) -> str:
+    info = wire.hello()
+    here = tuple(wire.state().values)
+    reply = wire.send(sp.SetTarget(here), 20).message
+    _require(reply == sp.Ack(sp.MsgType.SET_TARGET), f"holding the measured pose was answered {reply}")
+    # The same seq with values the arm would refuse: a retransmission is ACKed before any limit check.
+    reply = wire.send(sp.SetTarget(_beyond_upper(info, here)), 20).message
+    _require(reply == sp.Ack(sp.MsgType.SET_TARGET),
+             f"a retransmission (seq of the last applied target) must be ACKed without re-checking, got {reply}")
+    state = wire.state()
+    _require(state.last_seq == 20, f"last_seq is {state.last_seq}, expected 20")
+    _require(all(v <= hi for v, hi in zip(state.values, info.upper)), "the retransmitted values were applied")
+    return "ACKed, last_seq unchanged"
+
+
+def _wire_hello_resets(wire: _Wire) -> str:
+    wire.hello()
+    here = tuple(wire.state().values)
+    _require(wire.send(sp.SetTarget(here), 30).message == sp.Ack(sp.MsgType.SET_TARGET), "target refused")
+    info = wire.hello()
+    state = wire.state()
+    _require(state.last_seq == sp.SEQ_UNKNOWN, f"after HELLO last_seq is {state.last_seq:#06x}, expected 0xFFFF")
+    # After HELLO the same seq is a new command: checked (and here refused) like any other.
+    reply = wire.send(sp.SetTarget(_beyond_upper(info, here)), 30).message
+    _require(isinstance(reply, sp.Nak) and reply.reason == sp.NakReason.OUT_OF_LIMITS,
+             f"after HELLO, seq 30 must be a new command (NAK OUT_OF_LIMITS), got {reply}")
+    return "last_seq 0xFFFF; the old seq is a new command"
+
+
+def _wire_get_state_does_not_feed(wire: _Wire) -> str:
+    info = wire.hello()
+    _require(info.watchdog_ms <= 2000, f"watchdog {info.watchdog_ms} ms is too long to test")
+    here = tuple(wire.state().values)
+    _require(wire.send(sp.SetTarget(here), 40).message == sp.Ack(sp.MsgType.SET_TARGET), "target refused")
+    watchdog_s = info.watchdog_ms / 1000
+    until = time.monotonic() + 1.5 * watchdog_s + 0.05
+    while time.monotonic() < until:
+        wire.state()
+        time.sleep(watchdog_s / 4)
+    _require(wire.state().flags & sp.StateFlag.WATCHDOG_HOLD, "polling GET_STATE kept the watchdog from holding")
+    return f"WATCHDOG_HOLD after {1.5 * watchdog_s:.2f} s of GET_STATE only"
+
+
+def _wire_fault(wire: _Wire) -> str:
+    wire.hello()
+    state = wire.state()
+    if not state.flags & sp.StateFlag.FAULT:
+        raise _Skip("the arm reports no FAULT now: FAULT can only be checked while the arm has one")
+    reply = wire.send(sp.SetTarget(tuple(state.values)), 50)
+    return _expect_nak(reply, sp.MsgType.SET_TARGET, sp.NakReason.FAULT, 50)
+
+
+def _wire_reply_time(wire: _Wire) -> str:
+    info = wire.hello()
+    transfer_s = state_transfer_s(info.dof + 1, wire.serial.baudrate)
+    # Best of a few bursts: a host hiccup inflates one burst's p99, a slow firmware is slow in all.
+    for _ in range(REPLY_TIME_BURSTS):
+        measured = time_replies(wire.state, REPLY_TIME_SAMPLES, transfer_s)
+        if measured.within_spec:
+            break
+    _require(measured.within_spec, f"reply time p99 {1e3 * measured.p99_s:.2f} ms over the spec's "
+                                   f"{1e3 * sp.REPLY_BUDGET_S:g} ms")
+    return f"p99 {1e3 * measured.p99_s:.2f} ms (spec {1e3 * sp.REPLY_BUDGET_S:g} ms)"
+
+
+class _Skip(Exception):
+    """A check that cannot be made from the host right now."""
+
+
+_WIRE_CHECK_FUNCTIONS = (_wire_bad_crc, _wire_bad_version, _wire_unknown_type, _wire_bad_length,
+                         _wire_retransmission, _wire_hello_resets, _wire_get_state_does_not_feed, _wire_fault,
+                         _wire_reply_time)
+
+
+def _run_wire_check(name: str, check: Callable[[_Wire], str], port: str, baud: int) -> ConformanceResult:
+    try:
+        wire = _Wire(port, baud)
+    except DriverError as e:
+        return ConformanceResult(name, "fail", str(e))
+    try:
+        return ConformanceResult(name, "pass", check(wire))
+    except _Skip as e:
+        return ConformanceResult(name, "skip", str(e))
+    except (ArmConformanceError, DriverError) as e:
+        return ConformanceResult(name, "fail", str(e))
+    finally:
+        wire.close()

@@ -41,5 +41,9 @@ class IncompatibleFirmware(ProtocolError):
     """The arm firmware speaks another serial protocol version."""
 
 
+class HandshakeRefused(ProtocolError):
+    """The arm answered HELLO in valid frames, but not with an INFO this host can accept."""
+
+
 class CameraNotFound(NotConnectedError):
     """No camera matches the request; the message lists what is connected."""

@@ -11,7 +11,14 @@ import os
 import time
 
 from drivers.camera import open_camera, parse_camera_spec
-from drivers.errors import CameraStalled, DriverError
+from drivers.errors import (
+    CameraStalled,
+    DeviceTimeoutError,
+    DriverError,
+    HandshakeRefused,
+    IncompatibleFirmware,
+    ProtocolError,
+)
 from drivers.serial_arm import SerialArm
 
 
@@ -64,10 +71,17 @@ def probe_camera(spec: str, seconds: float = 2.0) -> dict:
     return result
 
 
-def probe_arm(port: str, baud: int = 1_000_000, timeout_s: float = 1.0) -> dict:
-    """Check a serial arm: the port exists, we may open it, the handshake answers INFO.
+REPLY_TIME_SAMPLES = 50
 
-    Sends HELLO and GET_STATE only: a probe never moves the arm.
+
+def probe_arm(port: str, baud: int = 1_000_000, timeout_s: float = 1.0) -> dict:
+    """Check a serial arm: the port, the handshake, what the arm declares, its state flags and
+    its reply time. Sends HELLO and GET_STATE only: a probe never moves the arm or feeds its
+    watchdog.
+
+    `diagnosis` says why a handshake failed: "silent" (no bytes), "garbage" (bytes but no valid
+    frame: the baud rate), "refused" (valid frames this host cannot accept: the NAK or INFO
+    field is in `error`), "incompatible" (another protocol version), or "port".
     """
     exists = os.path.exists(port)
     result: dict = {
@@ -77,8 +91,10 @@ def probe_arm(port: str, baud: int = 1_000_000, timeout_s: float = 1.0) -> dict:
         "accessible": os.access(port, os.R_OK | os.W_OK) if exists else False,
         "ok": False,
         "info": None,
-        "round_trip_ms": None,
+        "state": None,
+        "reply_time": None,
         "low_latency": None,
+        "diagnosis": None,
         "error": None,
     }
     arm = SerialArm(port, baud, timeout_s=max(0.05, timeout_s / 4), handshake_timeout_s=timeout_s)
@@ -86,12 +102,24 @@ def probe_arm(port: str, baud: int = 1_000_000, timeout_s: float = 1.0) -> dict:
         info = arm.connect()
         result["info"] = dataclasses.asdict(info)
         result["low_latency"] = arm.low_latency
-        start = time.monotonic()
-        arm.state()
-        result["round_trip_ms"] = round(1000 * (time.monotonic() - start), 2)
+        state = arm.state()
+        result["state"] = {"estop": state.estop, "fault": state.fault, "watchdog_hold": state.watchdog_hold,
+                           "moving": state.moving}
+        result["reply_time"] = arm.measure_reply_time(REPLY_TIME_SAMPLES).as_dict()
         result["ok"] = True
     except DriverError as e:
         result["error"] = str(e)
+        result["diagnosis"] = _diagnose(e)
     finally:
         arm.close()
     return result
+
+
+def _diagnose(error: DriverError) -> str:
+    if isinstance(error, IncompatibleFirmware):
+        return "incompatible"
+    if isinstance(error, (HandshakeRefused, ProtocolError)):
+        return "refused"
+    if isinstance(error, DeviceTimeoutError):
+        return "garbage" if "no valid frame" in str(error) else "silent"
+    return "port"

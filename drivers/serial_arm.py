@@ -3,17 +3,23 @@
 One request is in flight at a time: write a frame, read until the reply with the same sequence
 number arrives. A request is retried (same sequence number, so the arm can tell a retransmission
 from a new command) when the reply is a NAK(BAD_CRC), arrives corrupted, or does not come within
-its share of the call's timeout. The whole call never takes longer than its timeout.
+one attempt's time. An attempt lasts at least what the spec allows the arm (its 5 ms reply
+budget plus both frames' transfer time at the baud rate, plus the host's USB/scheduling margin),
+so an arm inside the spec is never sent a frame twice. The whole call never takes longer than
+its timeout.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import select
+import statistics
 import termios
 import threading
 import time
-from typing import Sequence
+from dataclasses import dataclass
+from typing import Callable, Iterator, Sequence
 
 import serial
 
@@ -22,6 +28,7 @@ from drivers.arm import ArmInfo, ArmState, RejectReason, TargetResult
 from drivers.errors import (
     DeviceTimeoutError,
     DriverError,
+    HandshakeRefused,
     IncompatibleFirmware,
     NotConnectedError,
     PermissionDenied,
@@ -44,6 +51,58 @@ _EXPECTED_REPLY = {
     sp.MsgType.HELLO: sp.Info,
     sp.MsgType.GET_STATE: sp.State,
 }
+_REPLY_TYPE = {sp.MsgType.HELLO: sp.MsgType.INFO, sp.MsgType.GET_STATE: sp.MsgType.STATE}
+
+# What the host adds to the spec's reply budget: USB-serial latency both ways (full-speed USB
+# polls every 1 ms frame; an FTDI in low-latency mode flushes after 1 ms) and the scheduler
+# waking the reading thread.
+HOST_MARGIN_S = 0.002
+_IO_ERRORS = (serial.SerialException, OSError, termios.error, TypeError, ValueError)
+
+
+def attempt_timeout_s(command: sp.MsgType, axes: int, baud: int) -> float:
+    """How long one attempt must wait for an arm inside the spec: the command's transfer time,
+    the arm's reply budget, the longest reply's transfer time, and the host's margin."""
+    reply = _REPLY_TYPE.get(command, sp.MsgType.NAK)  # NAK (3 bytes) is the longest ACK-or-NAK reply
+    on_wire = 1 + sp.wire_size(command, axes) + sp.wire_size(reply, axes)  # 1: the leading 0x00
+    return sp.transfer_s(on_wire, baud) + sp.REPLY_BUDGET_S + HOST_MARGIN_S
+
+
+def state_transfer_s(axes: int, baud: int) -> float:
+    """Wire time of one GET_STATE (with its leading 0x00) and its STATE reply."""
+    return sp.transfer_s(1 + sp.wire_size(sp.MsgType.GET_STATE, axes) + sp.wire_size(sp.MsgType.STATE, axes), baud)
+
+
+def time_replies(get_state: Callable[[], object], count: int, transfer_s: float) -> "ReplyTime":
+    """The arm's reply time over `count` calls of `get_state`: each round trip less `transfer_s`."""
+    replies = []
+    for _ in range(count):
+        start = time.perf_counter()
+        get_state()
+        replies.append(max(0.0, time.perf_counter() - start - transfer_s))
+    replies.sort()
+    p99 = replies[min(len(replies) - 1, int(0.99 * len(replies)))]
+    return ReplyTime(len(replies), statistics.median(replies), p99, replies[-1])
+
+
+@dataclass(frozen=True)
+class ReplyTime:
+    """The arm's measured reply time over a burst of GET_STATE (round trip less both frames'
+    transfer time at the baud rate), against the spec's budget."""
+
+    count: int
+    p50_s: float
+    p99_s: float
+    max_s: float
+
+    @property
+    def within_spec(self) -> bool:
+        return self.p99_s <= sp.REPLY_BUDGET_S
+
+    def as_dict(self) -> dict:
+        return {"count": self.count, "p50_ms": round(1e3 * self.p50_s, 3), "p99_ms": round(1e3 * self.p99_s, 3),
+                "max_ms": round(1e3 * self.max_s, 3), "spec_ms": 1e3 * sp.REPLY_BUDGET_S,
+                "within_spec": self.within_spec}
 
 
 class SerialArm:
@@ -75,8 +134,13 @@ class SerialArm:
         self._info: ArmInfo | None = None
         self._decoder = sp.FrameDecoder()
         self._seq = 0
+        # Sequence numbers the arm may hold as its last applied target: a new command must never
+        # carry one of them, or the arm would ACK it as a retransmission without applying it
+        # (docs/serial-protocol.md, section 6, "Idempotence across the wrap").
+        self._maybe_applied: set[int] = set()
         self._lock = threading.Lock()  # one request in flight, whichever thread asks
         self._bytes_seen = 0  # bytes read since the handshake began, to tell silence from a baud mismatch
+        self._unaccepted: str | None = None  # a valid frame (CRC good) this host could not accept, and why
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -84,8 +148,7 @@ class SerialArm:
         """Open the port (exclusively) and handshake: HELLO -> INFO. Refuses other protocol versions."""
         with self._lock:
             self._close_port()
-            # A write gets one attempt's share of a call, so even a stuck write keeps the call in time.
-            self._serial = open_serial(self.port, self.baud, write_timeout_s=self.timeout_s / (self.retries + 1))
+            self._serial = open_serial(self.port, self.baud)
             self.low_latency = enable_low_latency(self._serial)
             try:
                 self._info = self._handshake()
@@ -173,6 +236,21 @@ class SerialArm:
         """Release a latched ESTOP."""
         self._command(sp.ClearEstop())
 
+    @contextlib.contextmanager
+    def longer_timeout(self, timeout_s: float) -> Iterator[None]:
+        """Within the block every call may take up to `timeout_s` (never less than the usual
+        timeout): for shutdown and measurements, where a slow but live arm must get its answer in."""
+        before = self.timeout_s
+        self.timeout_s = max(before, timeout_s)
+        try:
+            yield
+        finally:
+            self.timeout_s = before
+
+    def measure_reply_time(self, count: int = 30) -> ReplyTime:
+        """Time `count` GET_STATE exchanges (which do not feed the watchdog or move the arm)."""
+        return time_replies(self.state, count, state_transfer_s(self.info.axes, self.baud))
+
     # -- internals ------------------------------------------------------------------------------
 
     def _command(self, message: sp.Message) -> None:
@@ -184,9 +262,15 @@ class SerialArm:
 
     def _handshake(self) -> ArmInfo:
         self._bytes_seen = 0
+        self._unaccepted = None
         try:
             reply, _, _ = self._exchange(sp.Hello(), self.handshake_timeout_s, retries=max(self.retries, 4))
         except DeviceTimeoutError:
+            if self._unaccepted:
+                raise HandshakeRefused(
+                    f"the arm on {self.port} answers in valid frames, but this host cannot accept its reply to "
+                    f"HELLO: {self._unaccepted}; the baud rate is right, the firmware breaks docs/serial-protocol.md"
+                ) from None
             hint = (
                 f"received {self._bytes_seen} bytes but no valid frame: the baud rate "
                 f"({self.baud}) probably does not match the firmware's"
@@ -198,12 +282,21 @@ class SerialArm:
                 f"{self.handshake_timeout_s:.1f} s; {hint}"
             ) from None
         if not isinstance(reply, sp.Info):
-            raise DriverError(f"arm on {self.port} refused HELLO ({_nak_text(reply)})")
+            raise HandshakeRefused(f"arm on {self.port} refused HELLO ({_nak_text(reply)}); the baud rate is right, "
+                                   "the firmware breaks docs/serial-protocol.md (HELLO is answered INFO in any version)")
+        self._maybe_applied.clear()  # HELLO made the arm forget its last applied seq
         if reply.protocol_version != sp.PROTOCOL_VERSION:
             raise IncompatibleFirmware(
                 f"arm firmware on {self.port} speaks serial protocol v{reply.protocol_version}; this tinyvla-edge "
                 f"speaks v{sp.PROTOCOL_VERSION}: update the firmware or tinyvla-edge so they match"
             )
+        try:
+            return self._arm_info(reply)
+        except DriverError as e:
+            raise HandshakeRefused(f"arm on {self.port} sent an INFO this host cannot use: {e}") from e
+
+    @staticmethod
+    def _arm_info(reply: sp.Info) -> ArmInfo:
         major, minor, patch = reply.firmware_version
         return ArmInfo(
             protocol_version=reply.protocol_version,
@@ -241,49 +334,48 @@ class SerialArm:
         frame = b"\x00" + sp.encode(message, seq)
         deadline = (time.monotonic() if started is None else started) + timeout_s
         attempts_allowed = retries + 1
-        per_attempt_s = timeout_s / attempts_allowed
+        axes = self._info.axes if self._info is not None else sp.MAX_AXES
+        per_attempt_s = max(timeout_s / attempts_allowed, attempt_timeout_s(msg_type, axes, self.baud))
+        # Attempt k ends when only the whole attempts after it still fit: a slow reply is waited
+        # for as long as possible before a frame is sent twice. Attempts beyond those that fit
+        # happen only after an early failure (NAK BAD_CRC, a corrupted reply).
+        fitting = min(attempts_allowed, max(1, int(timeout_s / per_attempt_s + 1e-6)))
         failures: list[str] = []
         self._discard_stale_input()
         for attempt in range(1, attempts_allowed + 1):
-            now = time.monotonic()
-            if now >= deadline:
+            if time.monotonic() >= deadline:
                 break
-            attempt_deadline = deadline if attempt == attempts_allowed else min(deadline, now + per_attempt_s)
-            self._write(frame)
+            attempt_deadline = deadline - max(0, fitting - attempt) * per_attempt_s
+            if msg_type is sp.MsgType.SET_TARGET:
+                self._maybe_applied.add(seq)  # from now on the arm may have applied it
+            if not self._write(frame, attempt_deadline):
+                failures.append("write stalled")
+                continue
             outcome = self._await_reply(seq, msg_type, attempt_deadline)
             if not isinstance(outcome, str):
+                self._note_target_outcome(msg_type, seq, outcome, attempt)
                 return outcome, seq, attempt
             failures.append(outcome)
         tally = ", ".join(f"{failures.count(kind)} {kind}" for kind in sorted(set(failures))) or "none started in time"
         raise DeviceTimeoutError(
-            f"arm on {self.port} gave no valid reply to {msg_type.name} within {timeout_s:.2f} s "
+            f"arm on {self.port} gave no valid reply to {msg_type.name} within {timeout_s:.3f} s "
             f"({len(failures)} tries: {tally})"
         )
 
     def _await_reply(self, seq: int, msg_type: sp.MsgType, deadline: float) -> sp.Message | str:
-        """The reply to (seq, msg_type), or why to retry: 'timed out', 'corrupted' or 'nakked as corrupted'."""
-        expected = _EXPECTED_REPLY.get(msg_type)
+        """The reply to (seq, msg_type), or why to retry: 'timed out', 'corrupted' or 'nakked as corrupted'.
+
+        At the deadline one last non-blocking read runs: a reply already waiting is taken, not missed."""
         while True:
-            remaining = deadline - time.monotonic()
+            remaining = max(0.0, deadline - time.monotonic())
+            for item in self._decoder.feed(self._read(remaining)):
+                if isinstance(item, sp.FrameRejected) and item.reason != sp.NakReason.BAD_CRC:
+                    self._unaccepted = str(item)  # it passed COBS and CRC: the bytes arrived intact
+                outcome = _match_reply(item, seq, msg_type)
+                if outcome is not None:
+                    return outcome
             if remaining <= 0:
                 return "timed out"
-            data = self._read(remaining)
-            for item in self._decoder.feed(data):
-                if isinstance(item, sp.FrameRejected):
-                    # Only one request is in flight and stale input was discarded before it, so a
-                    # corrupted frame now is most likely our reply: resend rather than wait it out.
-                    return "corrupted"
-                reply = item.message
-                if isinstance(reply, sp.Nak) and reply.reason == sp.NakReason.BAD_CRC and item.seq in (seq, sp.SEQ_UNKNOWN):
-                    return "nakked as corrupted"
-                if item.seq != seq:
-                    continue  # a late reply to an earlier request
-                if isinstance(reply, sp.Nak) and reply.command in (msg_type, 0):
-                    return reply
-                if expected is not None and isinstance(reply, expected):
-                    return reply
-                if expected is None and isinstance(reply, sp.Ack) and reply.command == msg_type:
-                    return reply
 
     def _read(self, timeout_s: float) -> bytes:
         port = self._serial
@@ -292,23 +384,37 @@ class SerialArm:
             if not ready:
                 return b""
             data = port.read(max(1, port.in_waiting))
-        except (serial.SerialException, OSError, termios.error, TypeError, ValueError) as e:
+        except _IO_ERRORS as e:
             raise self._lost(e) from e
         self._bytes_seen += len(data)
         return data
 
-    def _write(self, frame: bytes) -> None:
+    def _write(self, frame: bytes, deadline: float) -> bool:
+        """Write the whole frame by `deadline`; False if the port would not take it in time.
+
+        Written here, not with pyserial's write timeout: that raises when its timer ran out even
+        if every byte went out, which would turn a sent command into an error outside the retries."""
+        fd = self._serial.fileno()
+        pending = memoryview(frame)
         try:
-            self._serial.write(frame)
-        except serial.SerialTimeoutException as e:
-            raise DeviceTimeoutError(f"writing to {self.port} timed out (is the arm reading?)") from e
-        except (serial.SerialException, OSError, termios.error, TypeError, ValueError) as e:
+            while pending:
+                try:
+                    pending = pending[os.write(fd, pending):]
+                    continue
+                except BlockingIOError:
+                    pass  # the output buffer is full: wait until it drains or the attempt ends
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                select.select([], [fd], [], remaining)
+        except _IO_ERRORS as e:
             raise self._lost(e) from e
+        return True
 
     def _discard_stale_input(self) -> None:
         try:
             self._serial.reset_input_buffer()
-        except (serial.SerialException, OSError, termios.error, TypeError, ValueError) as e:
+        except _IO_ERRORS as e:
             raise self._lost(e) from e
         self._decoder.reset()
 
@@ -328,10 +434,44 @@ class SerialArm:
             self._serial = None
         self._decoder.reset()
 
+    def _note_target_outcome(self, msg_type: sp.MsgType, seq: int, reply: sp.Message, attempt: int) -> None:
+        if msg_type is not sp.MsgType.SET_TARGET:
+            return
+        if isinstance(reply, sp.Ack):
+            self._maybe_applied = {seq}  # the arm's last applied seq is now exactly this one
+        elif attempt == 1:
+            self._maybe_applied.discard(seq)  # a NAK to the only copy sent: the arm changed nothing
+
     def _next_seq(self) -> int:
-        seq = self._seq
-        self._seq = (self._seq + 1) % sp.SEQ_MODULUS
-        return seq
+        """The next sequence number (0 .. 0xFFFE, wrapping) that the arm cannot hold as applied."""
+        for _ in range(sp.SEQ_MODULUS):
+            seq = self._seq
+            self._seq = (self._seq + 1) % sp.SEQ_MODULUS
+            if seq not in self._maybe_applied:
+                return seq
+        raise DriverError(f"arm on {self.port}: every sequence number may name an applied target; call reconnect()")
+
+
+def _match_reply(item: sp.Received | sp.FrameRejected, seq: int, msg_type: sp.MsgType) -> sp.Message | str | None:
+    """What one received frame means for the request (seq, msg_type): its reply, a reason to
+    resend, or None (not ours: a late reply to an earlier request)."""
+    if isinstance(item, sp.FrameRejected):
+        # Only one request is in flight and stale input was discarded before it, so a
+        # corrupted frame now is most likely our reply: resend rather than wait it out.
+        return "corrupted"
+    reply = item.message
+    if isinstance(reply, sp.Nak) and reply.reason == sp.NakReason.BAD_CRC and item.seq in (seq, sp.SEQ_UNKNOWN):
+        return "nakked as corrupted"
+    if item.seq != seq:
+        return None
+    if isinstance(reply, sp.Nak) and reply.command in (msg_type, 0):
+        return reply
+    expected = _EXPECTED_REPLY.get(msg_type)
+    if expected is not None and isinstance(reply, expected):
+        return reply
+    if expected is None and isinstance(reply, sp.Ack) and reply.command == msg_type:
+        return reply
+    return None
 
 
 def _reject_reason(code: int) -> RejectReason:

@@ -29,8 +29,8 @@ def describe_connected_ports() -> str:
     return ", ".join(ports) if ports else "none found"
 
 
-def open_serial(port: str, baud: int, write_timeout_s: float) -> serial.Serial:
-    """Open `port` exclusively, raw 8N1, non-blocking reads (callers wait with select).
+def open_serial(port: str, baud: int) -> serial.Serial:
+    """Open `port` exclusively, raw 8N1, non-blocking (callers wait with select and write the fd).
 
     Raises PortNotFound, PermissionDenied, PortBusy or NotConnectedError.
     """
@@ -42,7 +42,7 @@ def open_serial(port: str, baud: int, write_timeout_s: float) -> serial.Serial:
     try:
         # exclusive=True takes flock(LOCK_EX): a second tinyvla-edge (or anything else using
         # flock) cannot interleave bytes with ours.
-        return serial.Serial(port, baudrate=baud, timeout=0, write_timeout=write_timeout_s, exclusive=True)
+        return serial.Serial(port, baudrate=baud, timeout=0, exclusive=True)
     except (serial.SerialException, OSError) as e:
         raise explain_open_error(port, e) from e
 

@@ -13,6 +13,7 @@ Nothing here does I/O or keeps time: the client (`serial_arm.py`) and the firmwa
 
 from __future__ import annotations
 
+import binascii
 import math
 import struct
 from dataclasses import dataclass
@@ -30,6 +31,8 @@ MAX_AXES = 16  # dof + gripper
 SEQ_UNKNOWN = 0xFFFF  # "no sequence": a NAK for a frame whose seq could not be trusted; STATE before any target
 SEQ_MODULUS = 0xFFFF  # hosts count 0 .. 0xFFFE and wrap, so SEQ_UNKNOWN never names a real command
 NO_AXIS = 0xFF
+REPLY_BUDGET_S = 0.005  # the arm starts its reply within this of the command's delimiter (spec 6)
+BITS_PER_BYTE = 10  # 8N1: start bit, 8 data bits, stop bit
 
 
 class MsgType(IntEnum):
@@ -185,27 +188,13 @@ class FrameRejected(ProtocolError):
 
 
 # ---------------------------------------------------------------------------------------------
-# CRC-16/CCITT-FALSE: poly 0x1021, init 0xFFFF, no reflection, no final xor. check("123456789") = 0x29B1
-
-
-def _crc_table() -> tuple[int, ...]:
-    table = []
-    for byte in range(256):
-        crc = byte << 8
-        for _ in range(8):
-            crc = ((crc << 1) ^ 0x1021) if crc & 0x8000 else (crc << 1)
-        table.append(crc & 0xFFFF)
-    return tuple(table)
-
-
-_CRC_TABLE = _crc_table()
+# CRC-16/CCITT-FALSE: poly 0x1021, init 0xFFFF, no reflection, no final xor. check("123456789") = 0x29B1.
+# The standard library's crc_hqx is exactly this CRC when started at 0xFFFF.
 
 
 def crc16_ccitt_false(data: bytes, crc: int = 0xFFFF) -> int:
     """CRC-16/CCITT-FALSE of `data` (pass a previous result as `crc` to continue)."""
-    for byte in data:
-        crc = ((crc << 8) & 0xFFFF) ^ _CRC_TABLE[((crc >> 8) ^ byte) & 0xFF]
-    return crc
+    return binascii.crc_hqx(data, crc)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -313,11 +302,12 @@ def _decode_body(msg_type: MsgType, body: bytes, seq: int) -> Message:
             f"{msg_type.name} body is {len(body)} bytes, expected {expected}", NakReason.BAD_LENGTH, msg_type, seq
         )
 
-    if msg_type in (MsgType.HELLO, MsgType.HEARTBEAT, MsgType.ESTOP, MsgType.CLEAR_ESTOP, MsgType.GET_STATE):
+    if msg_type is MsgType.HELLO:
+        return Hello()  # any body is ignored: version negotiation must work whatever a newer host adds
+    if msg_type in (MsgType.HEARTBEAT, MsgType.ESTOP, MsgType.CLEAR_ESTOP, MsgType.GET_STATE):
         if body:
             raise bad_length("0")
         return {
-            MsgType.HELLO: Hello,
             MsgType.HEARTBEAT: Heartbeat,
             MsgType.ESTOP: Estop,
             MsgType.CLEAR_ESTOP: ClearEstop,
@@ -331,13 +321,21 @@ def _decode_body(msg_type: MsgType, body: bytes, seq: int) -> Message:
         if len(body) < 8:
             raise bad_length("8 + 12 x (dof + 1)")
         protocol_version, major, minor, patch, dof, space, watchdog_ms = struct.unpack_from("<BBBBBBH", body)
+        if protocol_version != PROTOCOL_VERSION:
+            # Only the frozen first 8 bytes mean the same in every version: enough to refuse it by name.
+            return Info(protocol_version, (major, minor, patch), dof, space, watchdog_ms, (), (), ())
         n = dof + 1
-        if n > MAX_AXES or len(body) != 8 + 12 * n:
+        if n > MAX_AXES:
+            raise FrameRejected(f"INFO declares dof={dof}; protocol v1 allows 1..{MAX_AXES - 1}", NakReason.BAD_LENGTH, msg_type, seq)
+        if len(body) != 8 + 12 * n:
             raise bad_length(f"8 + 12 x (dof + 1) with dof = {dof}")
         try:
             action_space = ActionSpace(space)
         except ValueError:
-            raise FrameRejected(f"INFO action space {space} is not 0 (joint) or 1 (ee)", NakReason.BAD_LENGTH, msg_type, seq) from None
+            raise FrameRejected(
+                f"INFO declares action_space={space}; protocol v1 knows 0 (joint) and 1 (end-effector)",
+                NakReason.BAD_LENGTH, msg_type, seq,
+            ) from None
         floats = _unpack_floats(body[8:])
         return Info(
             protocol_version, (major, minor, patch), dof, action_space, watchdog_ms, floats[:n], floats[n : 2 * n], floats[2 * n :]
@@ -405,6 +403,32 @@ def decode_frame(frame: bytes, expected_version: int | None = PROTOCOL_VERSION) 
     return Received(version, seq, _decode_body(msg_type, body, seq))
 
 
+_BODY_SIZE = {  # body bytes per type, as a function of the axis count n
+    MsgType.HELLO: lambda n: 0,
+    MsgType.SET_TARGET: lambda n: 4 * n,
+    MsgType.HEARTBEAT: lambda n: 0,
+    MsgType.ESTOP: lambda n: 0,
+    MsgType.CLEAR_ESTOP: lambda n: 0,
+    MsgType.GET_STATE: lambda n: 0,
+    MsgType.INFO: lambda n: 8 + 12 * n,
+    MsgType.STATE: lambda n: 4 + 4 * n,
+    MsgType.ACK: lambda n: 1,
+    MsgType.NAK: lambda n: 3,
+}
+
+
+def wire_size(msg_type: MsgType, axes: int) -> int:
+    """Most bytes a frame of this type takes on the wire for `axes` values: payload, COBS
+    overhead and the delimiter."""
+    payload = HEADER_SIZE + _BODY_SIZE[msg_type](axes) + CRC_SIZE
+    return payload + 1 + payload // 254 + 1
+
+
+def transfer_s(byte_count: int, baud: int) -> float:
+    """Seconds `byte_count` bytes take on a UART at `baud` (8N1)."""
+    return byte_count * BITS_PER_BYTE / baud
+
+
 def is_finite(values: tuple[float, ...]) -> bool:
     """True when every value is a finite number (NaN and infinities are out of limits)."""
     return all(math.isfinite(v) for v in values)
@@ -421,7 +445,8 @@ class FrameDecoder:
     It resynchronizes on every 0x00: garbage costs at most the frame it landed in. Empty
     frames (repeated delimiters) are ignored, so a sender may prefix frames with 0x00 to flush
     the receiver after line noise. Bytes beyond MAX_ENCODED without a delimiter are discarded
-    and reported once, bounding memory whatever arrives.
+    silently up to the next 0x00 (spec section 2: nothing in them can be trusted, and answering
+    each overflow would let noise make the arm talk), bounding memory whatever arrives.
     """
 
     def __init__(self, expected_version: int | None = PROTOCOL_VERSION):
@@ -448,9 +473,7 @@ class FrameDecoder:
                     self._buffer.clear()
             if end < 0:
                 break
-            if self._overflowed:
-                results.append(FrameRejected(f"more than {MAX_ENCODED} bytes without a delimiter", NakReason.BAD_CRC))
-            elif self._buffer:
+            if self._buffer and not self._overflowed:
                 try:
                     results.append(decode_frame(bytes(self._buffer), self._expected_version))
                 except FrameRejected as e:

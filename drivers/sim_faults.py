@@ -8,6 +8,7 @@ Spec syntax (the `--fault` option of `tinyvla-edge sim-arm`, combinable, repeata
     nak:P                NAK a fraction P of commands as BAD_CRC (the host must retry)
     silence:S@T          stop answering (and processing) for S seconds, T seconds after start
     unplug:S@T           close the pty T seconds after start, reopen a new one S seconds later
+    fault:S@T            report a hardware FAULT (and refuse targets) for S seconds, T seconds after start
 
 P is in [0, 1]; S and T are seconds. Example: --fault corrupt:0.01 --fault unplug:1.0@3.0
 """
@@ -21,7 +22,8 @@ from enum import Enum
 from drivers.errors import SpecError
 
 FAULT_SYNTAX = (
-    "corrupt:P[:rx|tx], drop:P[:rx|tx], delay:SECONDS, nak:P, silence:SECONDS@AFTER, unplug:SECONDS@AFTER"
+    "corrupt:P[:rx|tx], drop:P[:rx|tx], delay:SECONDS, nak:P, silence:SECONDS@AFTER, unplug:SECONDS@AFTER, "
+    "fault:SECONDS@AFTER"
 )
 
 
@@ -32,6 +34,7 @@ class FaultKind(Enum):
     NAK = "nak"
     SILENCE = "silence"
     UNPLUG = "unplug"
+    FAULT = "fault"
 
     @classmethod
     def _missing_(cls, value):
@@ -39,7 +42,7 @@ class FaultKind(Enum):
 
 
 _FRACTION_KINDS = (FaultKind.CORRUPT, FaultKind.DROP, FaultKind.NAK)
-_WINDOW_KINDS = (FaultKind.SILENCE, FaultKind.UNPLUG)
+_WINDOW_KINDS = (FaultKind.SILENCE, FaultKind.UNPLUG, FaultKind.FAULT)
 _DIRECTIONS = ("both", "rx", "tx")
 
 
@@ -107,6 +110,7 @@ class FaultInjector:
         self.delay_s = 0.0
         self._silences: list[tuple[float, float]] = []
         self._unplugs: list[tuple[float, float]] = []
+        self._faults: list[tuple[float, float]] = []
 
     def arm(self, fault: Fault, now: float) -> None:
         """Activate `fault`; window faults start `fault.at_s` after `now`."""
@@ -118,7 +122,8 @@ class FaultInjector:
             self.delay_s += fault.value
         else:
             window = (now + fault.at_s, now + fault.at_s + fault.value)
-            (self._silences if fault.kind is FaultKind.SILENCE else self._unplugs).append(window)
+            windows = {FaultKind.SILENCE: self._silences, FaultKind.UNPLUG: self._unplugs, FaultKind.FAULT: self._faults}
+            windows[fault.kind].append(window)
 
     def mangle(self, data: bytes, direction: str) -> bytes:
         """`data` after the corrupt/drop faults for `direction` ('rx' into the arm, 'tx' out of it)."""
@@ -147,3 +152,6 @@ class FaultInjector:
 
     def unplugged(self, now: float) -> bool:
         return any(start <= now < end for start, end in self._unplugs)
+
+    def hardware_fault(self, now: float) -> bool:
+        return any(start <= now < end for start, end in self._faults)

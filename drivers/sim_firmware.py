@@ -154,10 +154,11 @@ class ArmFirmware:
         return [self._nak(seq, command, sp.NakReason.UNKNOWN_TYPE, None, now)]
 
     def nak_corrupted(self, item: sp.Received, now: float) -> tuple[int, sp.Message]:
-        """A NAK(BAD_CRC) for a frame the fault injector pretends was corrupted."""
+        """A NAK(BAD_CRC) for a frame the fault injector pretends was corrupted, in the spec's
+        form for an unreadable frame: type 0, seq 0xFFFF."""
         self.stats.frames += 1
-        command = int(sp.encode_body(item.message)[0])
-        return self._nak(item.seq, command, sp.NakReason.BAD_CRC, None, now)
+        self.stats.bad_frames += 1
+        return self._nak(sp.SEQ_UNKNOWN, 0, sp.NakReason.BAD_CRC, None, now)
 
     def state(self) -> sp.State:
         flags = 0
@@ -185,7 +186,10 @@ class ArmFirmware:
         if len(values) != cfg.dof + 1:
             return self._nak(seq, command, sp.NakReason.BAD_LENGTH, None, now, values)
         if seq == self.last_seq:
-            return seq, sp.Ack(command)  # a retransmission of what is already applied
+            # A retransmission of what is already applied: ACKed, and it feeds the watchdog (the
+            # host is alive and commanding), but a hold is not released: nothing was applied.
+            self._last_fed = now
+            return seq, sp.Ack(command)
         for axis, (value, lo, hi) in enumerate(zip(values, cfg.lower, cfg.upper)):
             if not (math.isfinite(value) and lo <= value <= hi):
                 return self._nak(seq, command, sp.NakReason.OUT_OF_LIMITS, axis, now, values)

@@ -89,13 +89,14 @@ def install(
 def doctor(
     profile: Optional[str] = typer.Option(None, "--profile", help="Profile to check against (default: the installed one)."),
     camera: Optional[str] = typer.Option(None, "--camera", help="Camera spec to open and stream for 2 s."),
-    arm: Optional[str] = typer.Option(None, "--arm", help="Serial port of the arm: exists, accessible, handshake."),
+    arm: Optional[str] = typer.Option(None, "--arm", help="Serial port of the arm: handshake, declared facts, reply time vs the spec and the rate."),
+    conformance: bool = typer.Option(False, "--conformance", help="With --arm: the full protocol conformance check (moves one axis: bench only)."),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
     """Check that everything the runtime needs works here; exit 1 if any check fails."""
     from edge.doctor import render_doctor, run_doctor
 
-    report = run_doctor(profile, camera=camera, arm=arm)
+    report = run_doctor(profile, camera=camera, arm=arm, arm_conformance=conformance)
     emit(report, as_json, render_doctor)
     if not report["ok"]:
         raise typer.Exit(1)

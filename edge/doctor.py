@@ -63,6 +63,7 @@ class DoctorContext:
     camera: str | None
     arm: str | None
     query_runner: Callable | None  # runs `nvpmodel -q` when the tool is on PATH
+    arm_conformance: bool = False  # --conformance: run the full conformance check on the arm (moves it)
 
     def uses(self, engine: str) -> bool:
         model = self.profile.model if self.profile else None
@@ -247,8 +248,86 @@ def check_arm(ctx: DoctorContext) -> list[Check]:
     except ImportError as e:
         return [Check("arm", "unavailable", f"{ctx.arm} exists and is accessible; handshake probe not available: {e}")]
     baud = ctx.profile.arm.baud if ctx.profile else 1_000_000
-    result = probe_arm(ctx.arm, baud, timeout_s=1.0)
-    return [_from_probe("arm", result, f"check the baud rate ({baud}) and the arm's firmware")]
+    rate_hz = ctx.profile.control.rate_hz if ctx.profile else DEFAULT_ARM_RATE_HZ
+    checks = arm_checks(probe_arm(ctx.arm, baud, timeout_s=1.0), rate_hz)
+    if ctx.arm_conformance:
+        checks += arm_conformance_checks(ctx.arm, baud)
+    return checks
+
+
+DEFAULT_ARM_RATE_HZ = 30.0  # the shipped profiles' control rate, when no profile is known
+_ARM_FIXES = {
+    "garbage": "the bytes are not frames: set the profile's arm.baud to the firmware's baud rate",
+    "silent": "nothing answered: check the arm's power and cable, and that this is its port",
+    "refused": "the arm answers in valid frames this host refuses (named above): fix the firmware "
+               "against docs/serial-protocol.md (Firmware checklist)",
+    "incompatible": "update the arm's firmware or tinyvla-edge so both speak the same protocol version",
+}
+
+
+def arm_checks(probe: dict, rate_hz: float) -> list[Check]:
+    """The arm probe against the spec and the control rate: what it declared, its state, its
+    reply time, whether the tick's exchange fits and feeds its watchdog."""
+    from drivers.serial_arm import ReplyTime
+    from edge.runtime.startup import RunRefused, check_reply_time, check_watchdog, plan_link_timing
+
+    if not probe["ok"]:
+        fix = _ARM_FIXES.get(probe.get("diagnosis") or "", "check the port and the arm's firmware")
+        return [Check("arm", "fail", f"[{probe.get('diagnosis')}] {probe['error']}", fix)]
+    info, state, reply = probe["info"], probe["state"], probe["reply_time"]
+    limits = ", ".join(f"[{lo:.3g}, {hi:.3g}] step {st:.3g}"
+                       for lo, hi, st in zip(info["lower"], info["upper"], info["max_step"]))
+    checks = [Check("arm", "pass", f"{info['dof']} DOF + gripper, {info['action_space']} space, firmware "
+                    f"{info['firmware_version']}, protocol v{info['protocol_version']}, watchdog "
+                    f"{1e3 * info['watchdog_s']:g} ms; limits {limits}")]
+    latched = [name for name in ("estop", "fault") if state[name]]
+    checks.append(Check("arm-state", "fail" if latched else "pass",
+                        f"{' and '.join(n.upper() for n in latched)} latched" if latched else
+                        "no ESTOP, no FAULT" + (" (in watchdog hold: waiting for a target)" if state["watchdog_hold"] else ""),
+                        "make the scene safe, clear the fault on the arm, then `run --clear-estop`" if latched else ""))
+    try:
+        timing = plan_link_timing(rate_hz, probe["baud"], info["dof"] + 1)
+    except RunRefused as e:
+        return checks + [Check("arm-rate", "fail", str(e), "lower the profile's control.rate_hz, or speed up the link")]
+    checks.append(Check("arm-rate", "pass", f"at {rate_hz:g} Hz each call has {1e3 * timing.call_timeout_s:.1f} ms: "
+                        f"{timing.attempts_that_fit} attempt(s) of {1e3 * timing.target_attempt_s:.1f} ms fit "
+                        f"(up to {timing.max_rate_hz:.0f} Hz)"))
+    measured_text = (f"p50 {reply['p50_ms']:.2f} ms, p99 {reply['p99_ms']:.2f} ms over {reply['count']} GET_STATE "
+                     f"(spec {reply['spec_ms']:g} ms; {1e3 * timing.call_timeout_s:.1f} ms per call at {rate_hz:g} Hz)")
+    try:
+        measured = ReplyTime(reply["count"], reply["p50_ms"] / 1e3, reply["p99_ms"] / 1e3, reply["max_ms"] / 1e3)
+        warnings = check_reply_time(measured, timing)
+        checks.append(Check("arm-reply-time", "warn" if warnings else "pass",
+                            measured_text + (f": {warnings[0]}" if warnings else ""),
+                            "the firmware must start each reply within 5 ms" if warnings else ""))
+    except RunRefused as e:
+        checks.append(Check("arm-reply-time", "fail", f"{measured_text}: {e}", "the firmware must start each reply within 5 ms"))
+    try:
+        check_watchdog(_arm_info(info), rate_hz)
+        checks.append(Check("arm-watchdog", "pass", f"{1e3 * info['watchdog_s']:g} ms watchdog, fed every "
+                            f"{1e3 / rate_hz:.1f} ms at {rate_hz:g} Hz (needs at most {1e3 * info['watchdog_s'] / 3:.1f} ms)"))
+    except RunRefused as e:
+        checks.append(Check("arm-watchdog", "fail", str(e), "lengthen the arm's watchdog or raise the rate"))
+    return checks
+
+
+def _arm_info(info: dict):
+    from drivers.arm import ArmInfo
+
+    return ArmInfo(**{k: tuple(v) if isinstance(v, list) else v for k, v in info.items()})
+
+
+def arm_conformance_checks(port: str, baud: int) -> list[Check]:
+    """The full conformance check as doctor rows (it moves one axis: a bench, not people)."""
+    from drivers.arm_conformance import run_arm_conformance
+    from drivers.serial_arm import SerialArm
+
+    rows = run_arm_conformance(lambda: SerialArm(port, baud, timeout_s=0.5), port=port, baud=baud)
+    status = {"pass": "pass", "fail": "fail", "skip": "skip", "not run": "skip"}
+    return [Check(f"conformance: {r.name}", status[r.status],
+                  r.detail or ("not run: an earlier check failed" if r.status == "not run" else "ok"),
+                  "see docs/serial-protocol.md, Firmware checklist" if r.status == "fail" else "")
+            for r in rows]
 
 
 def _from_probe(name: str, result: dict, fix: str) -> Check:
@@ -448,6 +527,7 @@ def run_doctor(
     *,
     camera: str | None = None,
     arm: str | None = None,
+    arm_conformance: bool = False,
     root: str | Path | None = None,
     env: Mapping[str, str] | None = None,
     python: str | None = None,
@@ -458,7 +538,7 @@ def run_doctor(
     query = run_command if device.is_jetson and shutil.which("nvpmodel") else None
     ctx = DoctorContext(device=device, profile=prof, profile_note=note, root=device.root,
                         python=python or sys.executable, probes=_run_probes(python or sys.executable),
-                        camera=camera, arm=arm, query_runner=query)
+                        camera=camera, arm=arm, query_runner=query, arm_conformance=arm_conformance)
     checks = [check for fn in CHECKS for check in fn(ctx)]
     counts = {s: sum(c.status == s for c in checks) for s in ("pass", "warn", "fail", "skip", "unavailable")}
     return {

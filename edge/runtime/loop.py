@@ -232,7 +232,7 @@ class ControlLoop:
                 sending = True
                 result = self.arm.send_target(decision.target)
                 sending = False
-                link.retried += result.attempts > 1
+                link.retried += result.attempts - 1  # frames resent
                 accepted = result.accepted
                 if accepted:
                     link.accepted += 1

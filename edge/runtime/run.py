@@ -38,7 +38,8 @@ from edge.runtime.safety import EstopLatch, SafetyLayer, SafetyLimits, StopReaso
 from edge.runtime.shutdown import ShutdownAction
 from edge.runtime.sim_process import SimArmProcess
 from edge.runtime.startup import (
-    arm_requirement, check_arm, check_arm_state, check_instruction, check_rate, load_run_predictor, match_cameras,
+    arm_requirement, check_arm, check_arm_state, check_instruction, check_rate, check_reply_time, check_watchdog,
+    load_run_predictor, match_cameras, plan_link_timing,
 )
 
 SIM_ARM = "sim"
@@ -46,9 +47,8 @@ DEFAULT_PROFILE = "cpu-dev"
 WARMUP_INFERENCES = 5
 SERIAL_RETRIES = 2
 CONNECT_ATTEMPTS = 3
-# Each serial call (send target, read state) may take this share of the tick, retries included,
-# so a corrupted exchange is retried within the tick instead of stretching it.
-SERIAL_SHARE_OF_TICK = 0.3
+REPLY_TIME_BURST = 30  # GET_STATE exchanges timed at start-up
+REPLY_TIME_CALL_S = 0.5  # each may take this long, so a slow arm is measured rather than timed out
 
 
 @dataclass(frozen=True)
@@ -68,11 +68,6 @@ class RunRequest:
     clear_estop: bool = False
     warmup: int = WARMUP_INFERENCES
     inference_process: bool = True  # the model in a child process (False: a thread, for debugging)
-
-
-def serial_timeout_s(rate_hz: float) -> float:
-    """Per-call serial budget (all retries) for a loop at `rate_hz`."""
-    return min(0.1, max(0.004, SERIAL_SHARE_OF_TICK / rate_hz))
 
 
 def connect_arm(arm: SerialArm, attempts: int = CONNECT_ATTEMPTS) -> ArmInfo:
@@ -203,10 +198,16 @@ def _run_policy_on(request: RunRequest, say: Callable[[str], None], cpus: CpuPla
             sim = SimArmProcess(dof=need.axes - 1, space=need.action_space or "joint", log=sim_log)
             port = sim.start()
             stack.callback(sim.stop)
-        arm = SerialArm(port, baud=profile.arm.baud, timeout_s=serial_timeout_s(rate_hz), retries=SERIAL_RETRIES)
+        link_timing = plan_link_timing(rate_hz, profile.arm.baud, need.axes)
+        arm = SerialArm(port, baud=profile.arm.baud, timeout_s=link_timing.call_timeout_s, retries=SERIAL_RETRIES)
         stack.callback(arm.close)
         info = connect_arm(arm)
         check_arm(info, need, predictor.state_dim)
+        check_watchdog(info, rate_hz)
+        with arm.longer_timeout(REPLY_TIME_CALL_S):
+            reply_time = arm.measure_reply_time(REPLY_TIME_BURST)
+        for warning in check_reply_time(reply_time, link_timing):
+            say(f"warning: {warning}")
         limits = SafetyLimits.combine(info, profile.arm)
         state = _retry_timeouts(arm.state, CONNECT_ATTEMPTS)
         check_arm_state(state, limits, request.clear_estop)
@@ -228,6 +229,7 @@ def _run_policy_on(request: RunRequest, say: Callable[[str], None], cpus: CpuPla
             chunk_capacity=_chunk_capacity(predictor.chunk_size, rate_hz, cameras),
         )
         plan = _plan(request, profile, predictor, info, limits, settings, port, prompt_tokens, warmup_ms, cpus)
+        plan["serial"] = dict(link_timing.as_dict(), reply_time=reply_time.as_dict())
         say(render_plan(plan))
         log = None
         if request.log_dir is not None:
@@ -316,12 +318,20 @@ def render_plan(plan: dict) -> str:
         + (" [dry run: heartbeats only]" if plan["dry_run"] else ""),
         f"arm: {arm['dof']} DOF {arm['action_space']} on {arm['port']} (firmware {arm['firmware']}), "
         f"on shutdown: {plan['on_shutdown']}",
+        _render_serial(plan["serial"]) if "serial" in plan else "",
         "limits: " + ", ".join(f"{r['axis']} [{r['lower']:.3g}, {r['upper']:.3g}] step {r['max_step']:.3g}"
                                for r in plan["limits"]),
         f"warm-up: {len(plan['warmup_ms'])} inferences, last {plan['warmup_ms'][-1]:.1f} ms" if plan["warmup_ms"] else "",
         _render_inference(plan["inference"]),
     ]
     return "\n".join(line for line in lines if line)
+
+
+def _render_serial(serial: dict) -> str:
+    reply = serial["reply_time"]
+    return (f"serial: {serial['call_timeout_ms']:.1f} ms per call ({serial['attempts_that_fit']} spec-length "
+            f"attempt(s) of {serial['target_attempt_ms']:.1f} ms fit); arm replies p50 {reply['p50_ms']:.2f} ms, "
+            f"p99 {reply['p99_ms']:.2f} ms (spec {reply['spec_ms']:g} ms)")
 
 
 def _render_inference(inference: dict) -> str:

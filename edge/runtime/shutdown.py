@@ -35,6 +35,14 @@ class ShutdownReport:
                 "reconnect_attempts": self.reconnect_attempts, "detail": self.detail}
 
 
+# Shutdown is not bound by the tick: each call gets this long, so a slow but live arm answers.
+SHUTDOWN_CALL_TIMEOUT_S = 0.5
+# Between rounds (ESTOP + state read) the wait doubles from the first to the last value, so a
+# struggling arm is sent a few frames per second, not hundreds.
+FIRST_BACKOFF_S = 0.05
+MAX_BACKOFF_S = 1.0
+
+
 def leave_arm_safe(arm: Arm, safety: SafetyLayer, action: ShutdownAction, reconnect_budget_s: float = 5.0) -> ShutdownReport:
     """Send ESTOP (or a hold at the measured position) and confirm it from the arm's state."""
     if action is ShutdownAction.NONE:
@@ -42,36 +50,50 @@ def leave_arm_safe(arm: Arm, safety: SafetyLayer, action: ShutdownAction, reconn
     deadline = time.monotonic() + reconnect_budget_s
     reconnects = 0
     last_error = ""
-    while True:
-        try:
-            if action is ShutdownAction.ESTOP:
-                arm.estop()
-                state = arm.state()
-                if state.estop:
-                    return ShutdownReport(action, True, reconnects)
-                last_error = "the arm did not report ESTOP latched"
-                time.sleep(0.01)
-            else:
-                state = arm.state()
-                safety.observe(state)
-                decision = safety.decide(None, state)
-                result = arm.send_target(decision.target)
-                # A refused hold is still a stop: the arm's watchdog holds once targets cease.
-                return ShutdownReport(action, True, reconnects,
-                                      "" if result.accepted else f"hold refused ({result.reason.value}); arm watchdog holds")
-        except NotConnectedError as e:
-            last_error = str(e)
-            if time.monotonic() >= deadline:
-                break
-            reconnects += 1
+    backoff_s = FIRST_BACKOFF_S
+    with arm.longer_timeout(SHUTDOWN_CALL_TIMEOUT_S):
+        while True:
             try:
-                arm.reconnect()
-            except DriverError as again:
-                last_error = str(again)
-                time.sleep(0.05)
-            continue
-        except (DeviceTimeoutError, DriverError) as e:
-            last_error = str(e)
-        if time.monotonic() >= deadline:
-            break
+                if action is ShutdownAction.ESTOP:
+                    if _estop_confirmed(arm):
+                        return ShutdownReport(action, True, reconnects)
+                    last_error = "the arm did not report ESTOP latched"
+                else:
+                    return _hold(arm, safety, reconnects)
+            except NotConnectedError as e:
+                last_error = str(e)
+                if time.monotonic() >= deadline:
+                    break
+                reconnects += 1
+                try:
+                    arm.reconnect()
+                    continue
+                except DriverError as again:
+                    last_error = str(again)
+            except (DeviceTimeoutError, DriverError) as e:
+                last_error = str(e)
+            if time.monotonic() + backoff_s >= deadline:
+                break
+            time.sleep(backoff_s)
+            backoff_s = min(MAX_BACKOFF_S, 2 * backoff_s)
     return ShutdownReport(action, False, reconnects, f"could not confirm {action.value}: {last_error}")
+
+
+def _estop_confirmed(arm: Arm) -> bool:
+    """Send ESTOP and read the state back. A lost ESTOP reply is not a failure: the arm may have
+    latched it (a slow arm answers late), and only its state can say."""
+    try:
+        arm.estop()
+    except DeviceTimeoutError:
+        pass
+    return arm.state().estop
+
+
+def _hold(arm: Arm, safety: SafetyLayer, reconnects: int) -> ShutdownReport:
+    state = arm.state()
+    safety.observe(state)
+    decision = safety.decide(None, state)
+    result = arm.send_target(decision.target)
+    # A refused hold is still a stop: the arm's watchdog holds once targets cease.
+    return ShutdownReport(ShutdownAction.HOLD, True, reconnects,
+                          "" if result.accepted else f"hold refused ({result.reason.value}); arm watchdog holds")

@@ -13,7 +13,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from drivers import serial_protocol as sp
 from drivers.arm import ArmInfo, ArmState
+from drivers.serial_arm import ReplyTime, attempt_timeout_s
 from drivers.camera_configs import CameraConfig, parse_camera_spec, split_named_spec
 from edge.config import Profile
 from edge.errors import EdgeError
@@ -25,6 +27,13 @@ if TYPE_CHECKING:  # the control process needs only the protocol's shape; import
 # How each action layout is commanded: TinyVLA's 10-D xyz + rot6d + gripper becomes a 7-D
 # end-effector target; raw actions go to the arm as they are, in whatever space it declares.
 LAYOUT_ACTION_SPACE = {"xyz_rot6d_gripper": "ee", "raw": None}
+
+# Each tick the loop sends a target and reads the state: two serial calls. They share the tick
+# but for the tick's own work (ensembling, safety, logging: p99 about 1.2 ms, benchmarks/loop_overhead.py).
+TICK_WORK_RESERVE_S = 0.0015
+CALLS_PER_TICK = 2
+# The spec's feeding rule (docs/serial-protocol.md, section 7): a command every watchdog_ms / 3.
+WATCHDOG_FEEDS_PER_PERIOD = 3
 
 
 class RunRefused(EdgeError):
@@ -89,6 +98,86 @@ def check_rate(rate_hz: float, profile: Profile) -> None:
     if rate_hz > profile.control.max_rate_hz:
         raise RunRefused(f"rate {rate_hz:g} Hz is above what profile {profile.name} allows "
                          f"(control.max_rate_hz = {profile.control.max_rate_hz:g} Hz)")
+
+
+def serial_timeout_s(rate_hz: float) -> float:
+    """Per-call serial budget (all attempts) for a loop at `rate_hz`."""
+    return (1.0 / rate_hz - TICK_WORK_RESERVE_S) / CALLS_PER_TICK
+
+
+@dataclass(frozen=True)
+class LinkTiming:
+    """Whether the tick's serial work fits the tick, with an arm that uses all the spec allows."""
+
+    rate_hz: float
+    baud: int
+    axes: int
+    call_timeout_s: float  # each call's budget: serial_timeout_s(rate_hz)
+    target_attempt_s: float  # one SET_TARGET attempt against an arm at the spec's reply budget
+    state_attempt_s: float  # one GET_STATE attempt, likewise
+
+    @property
+    def exchange_s(self) -> float:
+        """One tick's target + state, one attempt each, at the spec's limit."""
+        return self.target_attempt_s + self.state_attempt_s
+
+    @property
+    def attempts_that_fit(self) -> int:
+        """Whole spec-length attempts per call within the call's budget (1: no time to resend on silence)."""
+        return int(self.call_timeout_s / max(self.target_attempt_s, self.state_attempt_s) + 1e-9)
+
+    @property
+    def max_rate_hz(self) -> float:
+        return 1.0 / (CALLS_PER_TICK * max(self.target_attempt_s, self.state_attempt_s) + TICK_WORK_RESERVE_S)
+
+    def as_dict(self) -> dict:
+        return {"rate_hz": self.rate_hz, "baud": self.baud, "call_timeout_ms": round(1e3 * self.call_timeout_s, 3),
+                "target_attempt_ms": round(1e3 * self.target_attempt_s, 3),
+                "state_attempt_ms": round(1e3 * self.state_attempt_s, 3),
+                "attempts_that_fit": self.attempts_that_fit, "max_rate_hz": round(self.max_rate_hz, 1)}
+
+
+def plan_link_timing(rate_hz: float, baud: int, axes: int) -> LinkTiming:
+    """The serial budget at `rate_hz`; RunRefused when not even one attempt per call fits, i.e.
+    an arm replying inside the spec would time out every tick."""
+    timing = LinkTiming(rate_hz, baud, axes, serial_timeout_s(rate_hz),
+                        attempt_timeout_s(sp.MsgType.SET_TARGET, axes, baud),
+                        attempt_timeout_s(sp.MsgType.GET_STATE, axes, baud))
+    if timing.attempts_that_fit < 1:
+        raise RunRefused(
+            f"rate {rate_hz:g} Hz is too fast for the serial link: each tick sends a target and reads the state, "
+            f"{1e3 * timing.call_timeout_s:.2f} ms each (the {1e3 / rate_hz:.1f} ms tick less "
+            f"{1e3 * TICK_WORK_RESERVE_S:g} ms for its own work), "
+            f"but an arm replying within the protocol's {1e3 * sp.REPLY_BUDGET_S:g} ms needs up to "
+            f"{1e3 * max(timing.target_attempt_s, timing.state_attempt_s):.2f} ms per call at {baud} baud; "
+            f"use --rate {int(timing.max_rate_hz)} or lower")
+    return timing
+
+
+def check_watchdog(info: ArmInfo, rate_hz: float) -> None:
+    """The tick must feed the arm's watchdog as often as the spec asks (every watchdog / 3)."""
+    feed_every_s = info.watchdog_s / WATCHDOG_FEEDS_PER_PERIOD
+    if 1.0 / rate_hz > feed_every_s + 1e-9:
+        raise RunRefused(
+            f"the arm's watchdog is {1e3 * info.watchdog_s:g} ms: the protocol asks for a command every "
+            f"{1e3 * feed_every_s:.1f} ms (watchdog / {WATCHDOG_FEEDS_PER_PERIOD}), but a tick at {rate_hz:g} Hz is "
+            f"{1e3 / rate_hz:.1f} ms; run at --rate {WATCHDOG_FEEDS_PER_PERIOD / info.watchdog_s:.0f} or more, "
+            "or lengthen the arm's watchdog")
+
+
+def check_reply_time(measured: ReplyTime, timing: LinkTiming) -> list[str]:
+    """Warnings for an arm slower than the spec; RunRefused when most calls would time out."""
+    attempt_s = max(timing.target_attempt_s, timing.state_attempt_s)
+    if measured.p50_s > timing.call_timeout_s:
+        raise RunRefused(
+            f"the arm replies in {1e3 * measured.p50_s:.1f} ms (median of {measured.count}); the protocol allows "
+            f"{1e3 * sp.REPLY_BUDGET_S:g} ms and a call at {timing.rate_hz:g} Hz has {1e3 * timing.call_timeout_s:.1f} ms: "
+            "most calls would time out; fix the firmware's reply time or lower --rate")
+    if measured.p99_s > sp.REPLY_BUDGET_S:
+        resent = "frames will be resent" if measured.p99_s > attempt_s else "it still fits this rate's budget"
+        return [f"the arm's reply time p99 {1e3 * measured.p99_s:.1f} ms is over the protocol's "
+                f"{1e3 * sp.REPLY_BUDGET_S:g} ms ({resent})"]
+    return []
 
 
 def check_instruction(predictor: ChunkPredictor, instruction: str) -> int:

@@ -51,7 +51,7 @@ class LinkCounters:
 
     sent: int = 0
     accepted: int = 0
-    retried: int = 0  # targets that needed more than one attempt (corrupted bytes, NAK BAD_CRC)
+    retried: int = 0  # target frames resent (timeouts, corrupted bytes, NAK BAD_CRC)
     timeouts: int = 0
     naks: dict[str, int] | None = None
 

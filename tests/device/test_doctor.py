@@ -114,7 +114,7 @@ def test_arm_handshake_through_the_serial_probe():
         check = check_arm(_context(arm=sim.port))[0]
     assert check.status == _probe_expected(), check
     if check.status == "pass":
-        assert "round_trip_ms" in check.detail
+        assert "DOF + gripper" in check.detail
 
 
 def test_camera_stream_through_the_camera_probe():

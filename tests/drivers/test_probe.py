@@ -32,7 +32,9 @@ def test_probe_arm(sim_arm):
     result = probe_arm(sim.port, 1_000_000, timeout_s=1.0)
     assert result["ok"] and result["exists"] and result["accessible"]
     assert result["info"]["dof"] == 4 and result["info"]["action_space"] == "joint"
-    assert result["round_trip_ms"] < 250 and result["low_latency"] is False
+    assert result["reply_time"]["count"] == 50 and result["reply_time"]["p50_ms"] < 250
+    assert result["low_latency"] is False and result["diagnosis"] is None
+    assert result["state"] == {"estop": False, "fault": False, "watchdog_hold": True, "moving": False}
     assert sim.inspect(lambda fw: fw.stats.accepted) == 0  # a probe never moves the arm
 
 

@@ -270,7 +270,7 @@ def test_delayed_replies(sim_arm):
     arm.connect()
     outcome, took = _timed(arm.state)
     arm.close()
-    assert isinstance(outcome, DeviceTimeoutError) and "within 0.20 s" in str(outcome)
+    assert isinstance(outcome, DeviceTimeoutError) and "within 0.200 s" in str(outcome)
     assert took < 0.2 + SLACK_S
 
 

@@ -160,3 +160,23 @@ def test_rejected_frames_and_wrong_direction_messages_are_nakked():
     assert seq == 5 and reply.reason == sp.NakReason.BAD_VERSION
     assert _send(fw, sp.Ack(1), 6, 0.0) == sp.Nak(sp.MsgType.ACK, sp.NakReason.UNKNOWN_TYPE, None)
     assert fw.stats.bad_frames == 2
+
+
+def test_an_acked_retransmission_feeds_the_watchdog_but_a_clear_estop_when_not_estopped_changes_nothing():
+    fw = _firmware()
+    fw.step(0.0)
+    _send(fw, sp.SetTarget((0.1, 0.0, 0.5)), 1, 0.0)
+    for t in (0.4, 0.8):  # the ACK was lost, the host resends: the arm hears a live host
+        fw.step(t)
+        assert _send(fw, sp.SetTarget((0.1, 0.0, 0.5)), 1, t) == sp.Ack(sp.MsgType.SET_TARGET)
+    fw.step(1.2)
+    assert not fw.watchdog_hold and fw.stats.accepted == 1
+    assert _send(fw, sp.ClearEstop(), 2, 1.2) == sp.Ack(sp.MsgType.CLEAR_ESTOP)
+    assert not fw.watchdog_hold and not fw.estop
+
+
+def test_injected_naks_take_the_spec_form_for_an_unreadable_frame():
+    fw = _firmware()
+    seq, reply = fw.nak_corrupted(sp.Received(1, 42, sp.SetTarget((0.1, 0.0, 0.5))), 0.0)
+    assert (seq, reply) == (sp.SEQ_UNKNOWN, sp.Nak(0, sp.NakReason.BAD_CRC, None))
+    assert sp.encode(reply, seq)[:-1] == sp.encode(sp.Nak(0, 1, None), 0xFFFF)[:-1]

@@ -18,7 +18,8 @@ from edge.policy.predictor import TorchPredictor
 from edge.runtime.audit import audit_arm_log
 from edge.runtime.episode_log import EpisodeLog
 from edge.runtime.loop import ControlLoop, LoopResult, LoopSettings
-from edge.runtime.run import connect_arm, serial_timeout_s
+from edge.runtime.run import connect_arm
+from edge.runtime.startup import serial_timeout_s
 from edge.runtime.safety import SafetyLayer, SafetyLimits
 
 # Every emulator log a test produced, for the audit across all runs (test_zz_audit.py).
