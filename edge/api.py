@@ -4,7 +4,8 @@
     prediction = policy.predict(images, state, instruction) # one chunk from numpy
     camera = open_camera("synthetic:64x48@30", "left")      # or realsense:SERIAL, recording:PATH
     arm = connect_arm("/dev/tinyvla-arm")                   # or SimArm(): the firmware emulator
-    report = run_loop(policy, [camera, ...], arm, instruction, on_tick=callback)
+    report = run_loop(policy, [camera, ...], arm, instruction, on_tick=callback, log_dir="episode")
+    export_log("episode", "episode.mcap")                   # the episode log as MCAP
 
 Everything here is a stable name for something that lives elsewhere; docs/python-api.md shows it
 in use (and tests/test_python_api_doc.py runs that page). The policy server and its client are
@@ -21,6 +22,7 @@ from drivers.serial_arm import SerialArm
 from drivers.sim_arm import SimArm
 from edge.config import load_profile
 from edge.runtime.episode_log import EpisodeLog
+from edge.runtime.export import export_log
 from edge.runtime.loop import ControlLoop, LoopSettings
 from edge.runtime.run import CONNECT_ATTEMPTS, SERIAL_RETRIES, serial_timeout_s
 from edge.runtime.run import connect_arm as _handshake
@@ -28,7 +30,7 @@ from edge.runtime.safety import SafetyLayer, SafetyLimits
 from edge.runtime.shutdown import ShutdownAction
 from edge.runtime.startup import arm_requirement, check_arm, check_arm_state, check_instruction, load_local_predictor
 
-__all__ = ["Camera", "Frame", "SimArm", "SerialArm", "connect_arm", "load_policy", "open_camera", "run_loop"]
+__all__ = ["Camera", "Frame", "SimArm", "SerialArm", "connect_arm", "export_log", "load_policy", "open_camera", "run_loop"]
 
 DEFAULT_RATE_HZ = 30.0
 
@@ -87,8 +89,9 @@ def run_loop(policy, cameras: Sequence[Camera], arm: SerialArm, instruction: str
     is free of faults and ESTOP and inside the limits (arm INFO ∩ the profile's). Stops after
     `max_ticks` or `duration_s` (one is required) and leaves the arm safe. `on_tick(record)`
     receives every tick's record (the fields of docs/episode-log.md's ticks.jsonl) on the control
-    thread: keep it short; an exception in it stops the loop with an ESTOP. Returns the cadence
-    report (`stop`, `shutdown`, `ticks`, `achieved_rate_hz`, ...)."""
+    thread: keep it short; an exception in it stops the loop with an ESTOP. `log_dir` writes an
+    episode log (docs/episode-log.md). Returns the cadence report (`stop`, `shutdown`, `ticks`,
+    `achieved_rate_hz`, ...)."""
     if max_ticks is None and duration_s is None:
         raise ValueError("run_loop needs max_ticks or duration_s")
     prof = load_profile(profile)
@@ -99,7 +102,8 @@ def run_loop(policy, cameras: Sequence[Camera], arm: SerialArm, instruction: str
     settings = LoopSettings(rate_hz=rate_hz or prof.control.rate_hz, ensemble_k=prof.control.ensemble_k,
                             action_deadline_s=prof.control.action_deadline_s, duration_s=duration_s,
                             max_ticks=max_ticks, on_shutdown=ShutdownAction(prof.arm.on_shutdown))
-    log = EpisodeLog(Path(log_dir)).open({"profile": prof.name, "instruction": instruction}) if log_dir else None
+    plan = {"profile": prof.name, "instruction": instruction, "rate_hz": settings.rate_hz, "limits": limits.describe()}
+    log = EpisodeLog(Path(log_dir)).open(plan) if log_dir else None
     loop = ControlLoop(policy, cameras, arm, SafetyLayer(limits), settings, instruction, episode_log=_TickTap(on_tick, log))
     try:
         result = loop.run()

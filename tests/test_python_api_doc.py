@@ -59,3 +59,4 @@ def test_every_python_block_runs_as_written(bundle, tmp_path, monkeypatch):
     assert report["stop"]["reason"] == "completed" and report["ticks"] == 40
     assert namespace["targets"], "the callback saw no target that followed the policy"
     assert namespace["result"]["actions"].shape[0] == namespace["policy"].chunk_size
+    assert (tmp_path / "episode.mcap").stat().st_size > 0 and (tmp_path / "episode" / "meta.json").is_file()

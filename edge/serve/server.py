@@ -28,6 +28,7 @@ from edge.serve.wire import WireError, WireLimits, pack, unpack
 
 PROTOCOL_VERSION = 1
 LOCALHOST = "127.0.0.1"
+LOCAL_HOSTS = (LOCALHOST, "localhost", "::1")
 DEFAULT_PORT = 8000
 MAX_IMAGE_SIDE = 4096
 HEALTH_PATH = "/healthz"
@@ -190,7 +191,8 @@ def serve_bundle(bundle: Path, host: str = LOCALHOST, port: int = DEFAULT_PORT,
         server = PolicyServer(predictor, host, port, bundle=Path(bundle))
     except OSError as e:
         raise EdgeError(f"cannot listen on {host}:{port}: {e.strerror or e}") from e
-    say(f"serving {bundle} on {server.url} (cameras: {', '.join(predictor.camera_names)}); Ctrl-C stops")
+    exposed = "" if host in LOCAL_HOSTS else "; reachable from the network, without authentication"
+    say(f"serving {bundle} on {server.url} (cameras: {', '.join(predictor.camera_names)}{exposed}); Ctrl-C stops")
     try:
         server.serve_forever()
     finally:

@@ -9,6 +9,7 @@ Imports no torch.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import msgpack
@@ -86,7 +87,7 @@ def _decode_array(mapping: dict, limits: WireLimits):
     _check_dtype(dtype)
     if len(shape) > limits.max_array_dims or any(n < 0 for n in shape):
         raise WireError(f"array shape {list(shape)}: at most {limits.max_array_dims} non-negative dimensions")
-    if not isinstance(data, bytes) or len(data) != int(np.prod(shape, dtype=np.int64)) * dtype.itemsize:
+    if not isinstance(data, bytes) or len(data) != math.prod(shape) * dtype.itemsize:
         raise WireError(f"array data does not match its shape {list(shape)} and dtype {dtype.str}")
     return np.frombuffer(data, dtype=dtype).reshape(shape)  # read-only, like camera frames
 

@@ -3,6 +3,13 @@ tiny policy behind it; bad and oversized requests are refused and the server kee
 
 from __future__ import annotations
 
+import os
+import re
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
 import msgpack
 import numpy as np
 import pytest
@@ -134,3 +141,34 @@ def test_serve_refuses_a_missing_bundle_in_one_line(tmp_path, capsys):
     err = capsys.readouterr().err
     assert code == 1
     assert err.startswith("error: bundle not found") and err.count("\n") == 1
+
+
+def test_the_serve_command_answers_the_bundled_client_until_interrupted(tiny_output, predictor):
+    """`tinyvla-edge serve` as a user starts it: its own process, any free port, Ctrl-C stops it."""
+    repo = Path(__file__).resolve().parents[2]
+    env = dict(os.environ, PYTHONPATH=str(repo))
+    process = subprocess.Popen([sys.executable, "-m", "edge.cli", "serve", str(tiny_output), "--port", "0"],
+                               cwd=repo, env=env, stderr=subprocess.PIPE, text=True)
+    try:
+        url = _served_url(process)
+        images, state = _observation(predictor)
+        with PolicyClient(url) as client:
+            assert client.metadata["camera_names"] == list(predictor.camera_names)
+            assert client.infer(images, state, INSTRUCTION)["actions"].shape[0] == predictor.chunk_size
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=30) == 130
+    finally:
+        process.kill()
+        process.wait()
+
+
+def _served_url(process: subprocess.Popen) -> str:
+    """The URL from the banner `serve` prints once it listens (stderr lines before it are kept
+    for the failure message)."""
+    seen = []
+    for line in process.stderr:
+        found = re.search(r"ws://127\.0\.0\.1:\d+", line)
+        if found:
+            return found.group(0)
+        seen.append(line)
+    raise AssertionError("serve exited without listening:\n" + "".join(seen))
