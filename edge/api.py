@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from drivers.camera import Camera, Frame, open_camera
+from drivers.errors import DeviceTimeoutError
 from drivers.serial_arm import SerialArm
 from drivers.sim_arm import SimArm
 from edge.config import load_profile
@@ -56,6 +57,17 @@ def connect_arm(port: str, rate_hz: float = DEFAULT_RATE_HZ, baud: int = 115200)
         arm.close()
         raise
     return arm
+
+
+def _measured_state(arm: SerialArm):
+    """The arm's state, retrying a timed-out read: its timeout is sized for one tick (a few ms),
+    and on a busy CPU one exchange can outlast it although the arm is fine."""
+    for attempt in range(1, CONNECT_ATTEMPTS + 1):
+        try:
+            return arm.state()
+        except DeviceTimeoutError:
+            if attempt == CONNECT_ATTEMPTS:
+                raise
 
 
 class _TickTap:
@@ -98,7 +110,7 @@ def run_loop(policy, cameras: Sequence[Camera], arm: SerialArm, instruction: str
     check_instruction(policy, instruction)
     check_arm(arm.info, arm_requirement(policy), policy.state_dim)
     limits = SafetyLimits.combine(arm.info, prof.arm)
-    check_arm_state(arm.state(), limits, clear_estop=False)
+    check_arm_state(_measured_state(arm), limits, clear_estop=False)
     settings = LoopSettings(rate_hz=rate_hz or prof.control.rate_hz, ensemble_k=prof.control.ensemble_k,
                             action_deadline_s=prof.control.action_deadline_s, duration_s=duration_s,
                             max_ticks=max_ticks, on_shutdown=ShutdownAction(prof.arm.on_shutdown))

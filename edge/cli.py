@@ -214,7 +214,7 @@ def serve(
 def export(
     log: Path = typer.Argument(..., help="Episode log directory (run --log DIR)."),
     output: Optional[Path] = typer.Option(None, "--output", help="File to write (default: LOG.mcap beside LOG)."),
-    fmt: str = typer.Option("mcap", "--format", help="Output format: mcap (Foxglove, ros2 bag tooling)."),
+    fmt: str = typer.Option("mcap", "--format", help="Output format: mcap (Foxglove, the mcap tools and readers)."),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
     """Convert an episode log into a file other tools open: docs/episode-log.md."""

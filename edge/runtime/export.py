@@ -1,4 +1,4 @@
-"""`tinyvla-edge export LOG --format mcap`: an episode log as one MCAP file (Foxglove, ros2 bag tools).
+"""`tinyvla-edge export LOG --format mcap`: an episode log as one MCAP file (Foxglove, the mcap tools and readers).
 
 Channels (JSON messages, each with a JSON schema):
 

@@ -24,6 +24,7 @@ from websockets.sync.server import Server, ServerConnection, serve
 from edge import __version__
 from edge.errors import EdgeError
 from edge.runtime.provenance import manifest_sha256
+from edge.runtime.startup import load_run_predictor
 from edge.serve.wire import WireError, WireLimits, pack, unpack
 
 PROTOCOL_VERSION = 1
@@ -182,8 +183,6 @@ def _health_check(connection: ServerConnection, request):
 def serve_bundle(bundle: Path, host: str = LOCALHOST, port: int = DEFAULT_PORT,
                  say: Callable[[str], None] = lambda line: None) -> None:
     """Verify and load `bundle` (or a training output, torch fp32), then serve it until interrupted."""
-    from edge.runtime.startup import load_run_predictor
-
     if not 0 <= port <= 65535:
         raise EdgeError(f"--port must be 0..65535, got {port}")
     predictor, _ = load_run_predictor(Path(bundle))
