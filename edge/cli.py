@@ -195,6 +195,35 @@ def sim_arm(
     emit(summary, as_json, render_sim_arm_summary)
 
 
+@app.command()
+def serve(
+    bundle: Path = typer.Argument(..., help="Bundle directory (or a TinyVLA training output, run in torch fp32)."),
+    port: int = typer.Option(8000, "--port", help="TCP port (0: any free port)."),
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on; anything but localhost exposes the policy."),
+) -> None:
+    """Serve a policy over a websocket (msgpack + numpy) for other processes: docs/python-api.md."""
+    from edge.errors import require
+
+    for module in ("websockets", "msgpack"):
+        require(module, "serve")
+    from edge.serve.server import serve_bundle
+
+    serve_bundle(bundle, host=host, port=port, say=lambda text: typer.echo(text, err=True))
+
+
+@app.command()
+def export(
+    log: Path = typer.Argument(..., help="Episode log directory (run --log DIR)."),
+    output: Optional[Path] = typer.Option(None, "--output", help="File to write (default: LOG.mcap beside LOG)."),
+    fmt: str = typer.Option("mcap", "--format", help="Output format: mcap (Foxglove, the mcap tools and readers)."),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+) -> None:
+    """Convert an episode log into a file other tools open: docs/episode-log.md."""
+    from edge.runtime.export import export_log, render_export
+
+    emit(export_log(log, output, fmt), as_json, render_export)
+
+
 def register_plugins() -> None:
     """Add the commands other parts of the distribution contribute (entry-point group
     `tinyvla_edge.cli`): the quantization stage adds `quantize`, `distill` and `demo`. The device

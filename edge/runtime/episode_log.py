@@ -23,6 +23,7 @@ import numpy as np
 
 from edge.runtime.chunks import TimedChunk
 from edge.runtime.observation import Observation
+from edge.runtime.provenance import run_provenance
 
 QUEUE_SIZE = 4096
 PNG_COMPRESS_LEVEL = 1  # fast: the writer should keep up at the policy rate
@@ -60,7 +61,7 @@ class EpisodeLog:
     def open(self, meta: dict) -> "EpisodeLog":
         """Create the directory, write meta.json, start the writer."""
         self.directory.mkdir(parents=True, exist_ok=True)
-        (self.directory / "meta.json").write_text(json.dumps(meta, indent=2, default=_jsonable))
+        (self.directory / "meta.json").write_text(json.dumps(with_provenance(meta), indent=2, default=_jsonable))
         for name in (self.TICKS, self.CHUNKS, self.EVENTS):
             self._files[name] = open(self.directory / name, "w", encoding="utf-8")
         self._thread = threading.Thread(target=self._run, name="episode-log", daemon=True)
@@ -126,6 +127,12 @@ class EpisodeLog:
                     _write_png(item.path, item.pixels)
             except (OSError, ValueError, TypeError):
                 self.write_errors += 1
+
+
+def with_provenance(meta: dict) -> dict:
+    """The run plan plus where the run came from: wall-clock start (ISO 8601 UTC, and the monotonic
+    time beside it), toolkit version, the bundle's manifest sha256. The profile is in the plan."""
+    return {**meta, **run_provenance(meta.get("bundle"))}
 
 
 def _write_png(path: Path, pixels: np.ndarray) -> None:
