@@ -24,7 +24,9 @@ from edge.errors import CheckpointError
 from edge.policy.actions import NormStats
 from edge.policy.config import PolicyConfig, policy_config_from_tinyvla
 from edge.policy.head import infer_head_config
-from edge.policy.keymap import adapter_file_key, adapter_state_for_network, is_lora_key, mismatch_message, target_modules, to_network_names
+from edge.policy.keymap import (
+    adapter_file_key, adapter_state_for_network, is_lora_key, mismatch_message, network_name, target_modules, to_network_names,
+)
 from edge.policy.network import TinyVLANetwork
 from edge.policy.policy import Policy
 from edge.policy.preprocess import ImageSettings
@@ -159,34 +161,50 @@ def check_base_matches(base_dir: Path, cfg: PolicyConfig) -> None:
         raise CheckpointError(f"base VLM {base_dir} does not match the training output: {', '.join(wrong)}")
 
 
-def _check_and_load(network: TinyVLANetwork, base_state: dict, trained: dict, where: str, base_where: str) -> None:
+def _base_tensors(base_file: Path, wanted: set[str]) -> tuple[dict[str, torch.Tensor], list[str]]:
+    """The base VLM's tensors for the `wanted` network names (float32), and its keys that name no
+    network parameter. A safetensors base is read key by key, so parameters the training output
+    already holds (all of them, for a root non_lora_trainables.bin) are never read: for TinyVLA-H
+    that saves the base's whole size in peak memory."""
+    if base_file.suffix != ".safetensors":
+        state = to_network_names(load_tensors(base_file), str(base_file))
+        return {k: v for k, v in state.items() if k in wanted}, list(state)
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(base_file), framework="pt") as f:
+            names = {network_name(k): k for k in f.keys()}
+            used = {n: f.get_tensor(k) for n, k in names.items() if n in wanted}
+    except Exception as e:  # safetensors raises several types for damaged files
+        raise CheckpointError(f"{base_file}: cannot read tensors (truncated or corrupted?): {str(e)[:200]}") from e
+    return {n: (v.float() if v.is_floating_point() else v) for n, v in used.items()}, list(names)
+
+
+def _check_and_load(network: TinyVLANetwork, base_file: Path, trained: dict, where: str) -> None:
     """Load base then training-output tensors, refusing missing, unexpected or mis-shaped keys."""
     expected = network.state_dict()
     unexpected = sorted(k for k in trained if k not in expected and not _IGNORABLE.search(k))
     not_trained = sorted(k for k in expected if k.startswith(_TRAINED_PREFIXES) and k not in trained)
     if unexpected or not_trained:
         raise CheckpointError(mismatch_message(where, not_trained, unexpected))
-    base_used = {k: v for k, v in base_state.items() if k in expected and not k.startswith(_TRAINED_PREFIXES)}
+    # The base fills what the training output lacks (e.g. frozen weights left out by zero_to_fp32).
+    base_used, base_keys = _base_tensors(base_file, {k for k in expected if k not in trained})
     for k, v in base_used.items():
         if tuple(v.shape) != tuple(expected[k].shape):
             raise CheckpointError(f"base VLM tensor '{k}' has shape {tuple(v.shape)}, the training output implies {tuple(expected[k].shape)}")
     merged = {**base_used, **{k: v for k, v in trained.items() if k in expected}}
     missing = sorted(k for k in expected if k not in merged)
     if missing:
-        base_unexpected = [k for k in base_state if k not in expected and not _IGNORABLE.search(k)]
+        # The base's `embed_out.weight` is Pythia's LM head, replaced by the action head (§2.1).
+        base_unexpected = [k for k in base_keys if k not in expected and k != "embed_out.weight" and not _IGNORABLE.search(k)]
         raise CheckpointError(mismatch_message(
-            f"{base_where} + {where}", missing, base_unexpected, "keys in neither the base VLM nor the training output"))
+            f"{base_file} + {where}", missing, base_unexpected, "keys in neither the base VLM nor the training output"))
     for k, v in merged.items():
         if tuple(v.shape) != tuple(expected[k].shape):
             raise CheckpointError(
                 f"{where}: tensor '{k}' has shape {tuple(v.shape)}, the config implies {tuple(expected[k].shape)}"
             )
     network.load_state_dict(merged, strict=True)
-
-
-def _short(keys: list[str], n: int = 4) -> str:
-    more = f" (+{len(keys) - n} more)" if len(keys) > n else ""
-    return ", ".join(keys[:n]) + more
 
 
 def lora_config(adapter_cfg: dict, where: Path):
@@ -257,11 +275,8 @@ def load_training_output(path: Path, base: Path | None = None, faithful_bf16_ste
                         faithful_bf16_step_embedding=faithful_bf16_step_embedding)
     _check_dims(cfg, stats, out.stats)
     check_base_matches(base_dir, cfg)
-    base_file = _base_weight_file(base_dir)
-    # The base's `embed_out.weight` is Pythia's LM head, replaced by the action head (§2.1).
-    base_state = {k: v for k, v in to_network_names(load_tensors(base_file), str(base_file)).items() if k != "embed_out.weight"}
     network = TinyVLANetwork(cfg)
-    _check_and_load(network, base_state, trained, str(out.non_lora), str(base_file))
+    _check_and_load(network, _base_weight_file(base_dir), trained, str(out.non_lora))
     network = merge_adapter(network, adapter_cfg, load_tensors(out.adapter_weights), out.adapter_weights)
     processor = out.processor or (base_dir / PROCESSOR if (base_dir / PROCESSOR).is_file() else None)
     settings = ImageSettings.from_processor_config(processor) if processor else ImageSettings(size=cfg.vision.image_size)

@@ -163,3 +163,22 @@ def test_two_keys_for_one_parameter_are_refused():
              "base_model.model.gpt_neox.vision_tower.post_layernorm.bias": torch.zeros(1)}
     with pytest.raises(CheckpointError, match="both name the parameter 'gpt_neox.vision_tower.vision_model.post_layernorm.bias'"):
         to_network_names(state, "x.bin")
+
+
+def test_trainable_only_non_lora_takes_frozen_weights_from_the_base(copy, tiny_policy, tiny_observation, fixed_noise):
+    """zero_to_fp32 of some DeepSpeed versions leaves frozen parameters out (tinyvla-format §4.1),
+    and writes LoRA tensors under peft's module names: the base supplies the rest."""
+    root, base = copy
+    ckpt = root / "checkpoint-1000"
+    state = torch.load(ckpt / "non_lora_trainables.bin", weights_only=True)
+    kept = {k: v for k, v in state.items() if ".embed_out." in k or ".mm_projector." in k}
+    kept["base_model.model.gpt_neox.layers.0.attention.dense.lora_A.default.weight"] = torch.zeros(4, 32)
+    torch.save(kept, ckpt / "non_lora_trainables.bin")
+    # The training output's frozen copies were bf16: round the base the same way to compare exactly.
+    save_file({k: v.to(torch.bfloat16) for k, v in load_file(str(base / "model.safetensors")).items()}, str(base / "model.safetensors"))
+    policy = load_training_output(ckpt, base=base)
+    assert np.array_equal(_run(policy, tiny_observation, fixed_noise), _run(tiny_policy, tiny_observation, fixed_noise))
+    _rewrite_safetensors(base / "model.safetensors", lambda k: k.replace("final_layer_norm", "ln_f"))
+    with pytest.raises(CheckpointError, match=r"keys in neither the base VLM nor the training output: 2 missing, 2 unexpected"
+                                              r".*gpt_neox.final_layer_norm.bias \| gpt_neox.ln_f.bias"):
+        load_training_output(ckpt, base=base)
