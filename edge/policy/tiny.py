@@ -60,19 +60,32 @@ def tiny_config(
     )
 
 
-def s_dimension_config(num_cameras: int = 1, image_size: int = 336) -> PolicyConfig:
-    """TinyVLA-S dimensions: CLIP ViT-L/14-336 + Pythia-70M + the reference head (for benchmarks)."""
+# Pythia LLM of each TinyVLA variant (tinyvla-format.md §1.1): hidden, layers, heads.
+PUBLISHED_LLM = {"S": (512, 6, 8), "B": (1024, 24, 16), "H": (2048, 16, 8)}
+
+
+def published_config(variant: str = "S", num_cameras: int = 1, image_size: int = 336,
+                     vision_layers: int = 24, llm_layers: int | None = None) -> PolicyConfig:
+    """A TinyVLA-S/-B/-H config: CLIP ViT-L/14-336 + Pythia-70M/410M/1B + the reference head.
+    Layer counts may be reduced (the widths stay the published ones)."""
+    hidden, layers, heads = PUBLISHED_LLM[variant]
     return PolicyConfig(
         vision=VisionConfig(
-            hidden_size=1024, intermediate_size=4096, num_hidden_layers=24, num_attention_heads=16,
+            hidden_size=1024, intermediate_size=4096, num_hidden_layers=vision_layers, num_attention_heads=16,
             image_size=image_size, patch_size=14,
         ),
         language=LanguageConfig(
-            hidden_size=512, num_hidden_layers=6, num_attention_heads=8, intermediate_size=2048, vocab_size=50304,
+            hidden_size=hidden, num_hidden_layers=llm_layers or layers, num_attention_heads=heads,
+            intermediate_size=4 * hidden, vocab_size=50304,
         ),
         head=HeadConfig(),
         num_cameras=num_cameras,
     )
+
+
+def s_dimension_config(num_cameras: int = 1, image_size: int = 336) -> PolicyConfig:
+    """TinyVLA-S dimensions (for benchmarks)."""
+    return published_config("S", num_cameras, image_size)
 
 
 def write_tokenizer(path: Path) -> Path:
@@ -247,13 +260,15 @@ def write_training_output(
     base: Path,
     cfg: PolicyConfig,
     seed: int = 1,
-    step: int = 1000,
+    step: int | None = 1000,
     adapter_format: Literal["safetensors", "bin"] = "safetensors",
     non_lora_form: Literal["file", "directory"] = "file",
+    lora_r: int = 4,
 ) -> Path:
-    """Write a TinyVLA-layout training output at `root` (name it like `llava_pythia_lora_*`)."""
+    """Write a TinyVLA-layout training output at `root` (name it like `llava_pythia_lora_*`);
+    `step` None writes the root's final weights only, no checkpoint-N/."""
     root = Path(root)
-    peft_model = trained_network(cfg, Path(base), seed)
+    peft_model = trained_network(cfg, Path(base), seed, lora_r=lora_r, lora_alpha=4 * lora_r)
     root.mkdir(parents=True, exist_ok=True)
     raw = _llava_pythia_config(cfg, str(base))
     raw.update(
@@ -265,10 +280,11 @@ def write_training_output(
     (root / "config.json").write_text(json.dumps(raw, indent=2))
     with open(root / "dataset_stats.pkl", "wb") as f:
         pickle.dump(tiny_stats(cfg, seed), f)
+    _write_weights(root, peft_model, base, adapter_format, "file", checkpoint=False)
+    if step is None:
+        return root
     checkpoint = root / f"checkpoint-{step}"
-    for d in (root, checkpoint):
-        at_checkpoint = d == checkpoint
-        _write_weights(d, peft_model, base, adapter_format, non_lora_form if at_checkpoint else "file", at_checkpoint)
+    _write_weights(checkpoint, peft_model, base, adapter_format, non_lora_form, checkpoint=True)
     (checkpoint / "preprocessor_config.json").write_text(
         json.dumps(ImageSettings(size=cfg.vision.image_size).processor_config(), indent=2)
     )
