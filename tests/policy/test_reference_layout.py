@@ -182,3 +182,19 @@ def test_trainable_only_non_lora_takes_frozen_weights_from_the_base(copy, tiny_p
     with pytest.raises(CheckpointError, match=r"keys in neither the base VLM nor the training output: 2 missing, 2 unexpected"
                                               r".*gpt_neox.final_layer_norm.bias \| gpt_neox.ln_f.bias"):
         load_training_output(ckpt, base=base)
+
+
+@pytest.mark.parametrize("form", ["root", "checkpoint-1000"])
+def test_inspect_observation_matches_the_reference_path(form, tiny_output, tiny_base, tiny_observation, fixed_noise, tmp_path):
+    """`inspect --observation --noise` on reference-layout files against the independent
+    re-implementation (which loads the files under their own names, with no key map)."""
+    from edge.cli import main
+    from tests.policy.reference_path import reference_chunk
+
+    np.save(tmp_path / "noise.npy", fixed_noise.numpy())
+    path = tiny_output if form == "root" else tiny_output / form
+    code = main(["inspect", str(path), "--base", str(tiny_base), "--observation", str(tiny_observation),
+                 "--noise", str(tmp_path / "noise.npy"), "--output", str(tmp_path / "out.npz"), "--json"])
+    assert code == 0
+    reference = reference_chunk(tiny_output, tiny_base, tiny_observation, fixed_noise, 10)
+    assert np.abs(np.load(tmp_path / "out.npz")["normalized"] - reference).max() <= 1e-5
