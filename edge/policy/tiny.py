@@ -24,7 +24,7 @@ import torch
 
 from edge.policy.config import HeadConfig, LanguageConfig, PolicyConfig, VisionConfig
 from edge.policy.keymap import adapter_file_key, is_lora_key, network_name, to_network_names, training_output_key
-from edge.policy.network import TinyVLANetwork, clip_config
+from edge.policy.network import TinyVLANetwork
 from edge.policy.preprocess import ImageSettings
 from edge.policy.prompt import END_OF_TEXT
 
@@ -112,12 +112,18 @@ def write_tokenizer(path: Path) -> Path:
 def _llava_pythia_config(cfg: PolicyConfig, base_path: str) -> dict:
     """config.json as LlavaPythiaConfig writes it (transformers 4.37 field names)."""
     lm, v = cfg.language, cfg.vision
-    clip = clip_config(cfg).to_dict()
-    clip.update(
-        mm_vision_select_feature=v.select_feature,
-        mm_vision_select_layer=v.select_layer,
-        vision_model_name_or_path="openai/clip-vit-large-patch14-336",
-    )
+    # LlavaPythiaVisionConfig's fields (configuration_llava_pythia.py), not the installed
+    # transformers' CLIPVisionConfig.to_dict(), which transformers 5 changed.
+    clip = {
+        "model_type": "llava_pythia_clip_vision_model",
+        "hidden_size": v.hidden_size, "intermediate_size": v.intermediate_size, "projection_dim": v.projection_dim,
+        "num_hidden_layers": v.num_hidden_layers, "num_attention_heads": v.num_attention_heads,
+        "num_channels": v.num_channels, "image_size": v.image_size, "patch_size": v.patch_size,
+        "hidden_act": v.hidden_act, "layer_norm_eps": v.layer_norm_eps, "attention_dropout": 0.0,
+        "initializer_range": 0.02, "initializer_factor": 1.0,
+        "mm_vision_select_feature": v.select_feature, "mm_vision_select_layer": v.select_layer,
+        "vision_model_name_or_path": "openai/clip-vit-large-patch14-336", "concat": "None",
+    }
     return {
         "_name_or_path": base_path,
         "architectures": ["LlavaPythiaForCausalLM"],
