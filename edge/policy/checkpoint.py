@@ -162,12 +162,12 @@ def check_base_matches(base_dir: Path, cfg: PolicyConfig) -> None:
 
 
 def _base_tensors(base_file: Path, wanted: set[str]) -> tuple[dict[str, torch.Tensor], list[str]]:
-    """The base VLM's tensors for the `wanted` network names (float32), and its keys that name no
+    """The base VLM's tensors for the `wanted` network names (as stored), and its keys that name no
     network parameter. A safetensors base is read key by key, so parameters the training output
     already holds (all of them, for a root non_lora_trainables.bin) are never read: for TinyVLA-H
     that saves the base's whole size in peak memory."""
     if base_file.suffix != ".safetensors":
-        state = to_network_names(load_tensors(base_file), str(base_file))
+        state = to_network_names(load_tensors(base_file, float32=False), str(base_file))
         return {k: v for k, v in state.items() if k in wanted}, list(state)
     from safetensors import safe_open
 
@@ -177,7 +177,7 @@ def _base_tensors(base_file: Path, wanted: set[str]) -> tuple[dict[str, torch.Te
             used = {n: f.get_tensor(k) for n, k in names.items() if n in wanted}
     except Exception as e:  # safetensors raises several types for damaged files
         raise CheckpointError(f"{base_file}: cannot read tensors (truncated or corrupted?): {str(e)[:200]}") from e
-    return {n: (v.float() if v.is_floating_point() else v) for n, v in used.items()}, list(names)
+    return used, list(names)
 
 
 def _check_and_load(network: TinyVLANetwork, base_file: Path, trained: dict, where: str) -> None:
@@ -269,7 +269,9 @@ def load_training_output(path: Path, base: Path | None = None, faithful_bf16_ste
     adapter_cfg = read_json(out.adapter_config)
     base_dir = resolve_base(raw_cfg, adapter_cfg, base, out.config)
     stats = NormStats(**{k: v for k, v in load_stats_pickle(out.stats).items() if k in NormStats.model_fields})
-    trained = to_network_names(load_tensors(out.non_lora), str(out.non_lora))
+    # As stored (bf16 at the root): load_state_dict converts while copying, so TinyVLA-H never
+    # holds a second float32 copy of its 1.3 B parameters.
+    trained = to_network_names(load_tensors(out.non_lora, float32=False), str(out.non_lora))
     head_cfg = infer_head_config(trained, cfg.head, prefix="embed_out.")
     cfg = cfg.with_head(**head_cfg.model_dump(exclude={"faithful_bf16_step_embedding"}),
                         faithful_bf16_step_embedding=faithful_bf16_step_embedding)

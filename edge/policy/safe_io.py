@@ -48,8 +48,9 @@ def load_stats_pickle(path: Path) -> dict:
     return data
 
 
-def load_tensors(path: Path) -> dict[str, torch.Tensor]:
-    """A state dict from .safetensors or a torch .bin (weights only), as float32 where floating."""
+def load_tensors(path: Path, float32: bool = True) -> dict[str, torch.Tensor]:
+    """A state dict from .safetensors or a torch .bin (weights only), as float32 where floating
+    (`float32=False`: as stored, for a caller that copies into float32 parameters itself)."""
     path = Path(path)
     try:
         if path.suffix == ".safetensors":
@@ -63,4 +64,4 @@ def load_tensors(path: Path) -> dict[str, torch.Tensor]:
         raise CheckpointError(f"{path}: cannot read tensors (truncated or corrupted?): {first[:200]}") from e
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise CheckpointError(f"{path}: expected a flat dict of tensors")
-    return {k: (v.float() if v.is_floating_point() else v) for k, v in state.items()}
+    return {k: (v.float() if float32 and v.is_floating_point() else v) for k, v in state.items()}
