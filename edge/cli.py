@@ -118,6 +118,7 @@ def capture(
 @app.command()
 def run(
     bundle: Path = typer.Argument(..., help="Bundle directory (or a TinyVLA training output, run in torch fp32)."),
+    base: Optional[Path] = typer.Option(None, "--base", help="Base VLM directory of a training output (overrides model_base)."),
     camera: list[str] = typer.Option(..., "--camera", help="Camera SPEC or NAME=SPEC, once per bundle camera."),
     arm: str = typer.Option(..., "--arm", help="Serial port of the arm, or 'sim' for the firmware emulator."),
     instruction: str = typer.Option(..., "--instruction", help="What the robot should do."),
@@ -139,7 +140,8 @@ def run(
 
     request = RunRequest(bundle=bundle, cameras=tuple(camera), arm=arm, instruction=instruction,
                          profile=profile_name, rate_hz=rate, duration_s=duration, max_ticks=ticks,
-                         log_dir=log, dry_run=dry_run, clear_estop=clear_estop, inference_process=not inference_thread)
+                         log_dir=log, dry_run=dry_run, clear_estop=clear_estop, inference_process=not inference_thread,
+                         base=base)
     report = run_policy(request, say=lambda text: typer.echo(text, err=True))
     emit(report, as_json, render_report)
     check_outcome(report)  # RunStopped (exit 3) after an ESTOP or an arm not confirmed safe
@@ -148,6 +150,7 @@ def run(
 @app.command()
 def profile(
     bundle: Optional[Path] = typer.Argument(None, help="Bundle directory (or a training output, run in torch fp32)."),
+    base: Optional[Path] = typer.Option(None, "--base", help="Base VLM directory of a training output (overrides model_base)."),
     profile_names: list[str] = typer.Option([], "--profile", help="Deployment profile; repeat to compare several."),
     ticks: int = typer.Option(50, "--ticks", help="Measured ticks per profile."),
     warmup: int = typer.Option(10, "--warmup", help="Ticks run first and excluded (compilation, caches)."),
@@ -174,7 +177,7 @@ def profile(
     from edge.profiling.measure import ProfileRequest, profile_bundle
 
     request = ProfileRequest(bundle=bundle, profiles=profile_names, ticks=ticks, warmup=warmup, cameras=camera,
-                             arm=arm, set_power_mode=set_power_mode, power_source=power_source)
+                             arm=arm, set_power_mode=set_power_mode, power_source=power_source, base=base)
     emit(profile_bundle(request, output), as_json, render_profile)
 
 

@@ -3,9 +3,11 @@
 Layout: an OUTPUT root with `config.json` and `dataset_stats.pkl`, the final adapter and
 `non_lora_trainables.bin`, and `checkpoint-N/` directories with the same weights plus
 `preprocessor_config.json`. The base VLM (CLIP + Pythia weights, tokenizer) comes from `--base`
-or the path recorded in the config. Unlike the reference loader, which silently leaves the head
-random on a key-prefix mismatch, every head and projector parameter must load, and any missing,
-unexpected or mis-shaped key is an error naming the keys.
+or the path recorded in the config. Key names go through `edge.policy.keymap` (the reference's
+names; transformers ≥ 5 and newer peft names renamed). Unlike the reference loader, which silently
+leaves the head random on a key-prefix mismatch, every head and projector parameter must load, and
+any missing, unexpected or mis-shaped key is an error naming the keys and, where the key set looks
+like a known other layout, the likely cause.
 """
 
 from __future__ import annotations
@@ -22,6 +24,9 @@ from edge.errors import CheckpointError
 from edge.policy.actions import NormStats
 from edge.policy.config import PolicyConfig, policy_config_from_tinyvla
 from edge.policy.head import infer_head_config
+from edge.policy.keymap import (
+    adapter_file_key, adapter_state_for_network, is_lora_key, mismatch_message, network_name, target_modules, to_network_names,
+)
 from edge.policy.network import TinyVLANetwork
 from edge.policy.policy import Policy
 from edge.policy.preprocess import ImageSettings
@@ -113,19 +118,6 @@ def read_json(path: Path) -> dict:
     return data
 
 
-def strip_training_prefixes(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Reference key handling: drop `base_model.` then `model.`, drop LoRA tensors; also remove
-    the `.base_layer` segment newer peft versions insert."""
-    out = {}
-    for key, value in state.items():
-        if "lora_" in key:
-            continue
-        k = key[len("base_model.") :] if key.startswith("base_model.") else key
-        k = k[len("model.") :] if k.startswith("model.") else k
-        out[k.replace(".base_layer.", ".")] = value
-    return out
-
-
 def _base_weight_file(base: Path) -> Path:
     for name in BASE_WEIGHTS:
         if (base / name).is_file():
@@ -169,34 +161,50 @@ def check_base_matches(base_dir: Path, cfg: PolicyConfig) -> None:
         raise CheckpointError(f"base VLM {base_dir} does not match the training output: {', '.join(wrong)}")
 
 
-def _check_and_load(network: TinyVLANetwork, base_state: dict, trained: dict, where: str) -> None:
+def _base_tensors(base_file: Path, wanted: set[str]) -> tuple[dict[str, torch.Tensor], list[str]]:
+    """The base VLM's tensors for the `wanted` network names (as stored), and its keys that name no
+    network parameter. A safetensors base is read key by key, so parameters the training output
+    already holds (all of them, for a root non_lora_trainables.bin) are never read: for TinyVLA-H
+    that saves the base's whole size in peak memory."""
+    if base_file.suffix != ".safetensors":
+        state = to_network_names(load_tensors(base_file, float32=False), str(base_file))
+        return {k: v for k, v in state.items() if k in wanted}, list(state)
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(base_file), framework="pt") as f:
+            names = {network_name(k): k for k in f.keys()}
+            used = {n: f.get_tensor(k) for n, k in names.items() if n in wanted}
+    except Exception as e:  # safetensors raises several types for damaged files
+        raise CheckpointError(f"{base_file}: cannot read tensors (truncated or corrupted?): {str(e)[:200]}") from e
+    return used, list(names)
+
+
+def _check_and_load(network: TinyVLANetwork, base_file: Path, trained: dict, where: str) -> None:
     """Load base then training-output tensors, refusing missing, unexpected or mis-shaped keys."""
     expected = network.state_dict()
     unexpected = sorted(k for k in trained if k not in expected and not _IGNORABLE.search(k))
-    if unexpected:
-        raise CheckpointError(f"{where}: unexpected keys {_short(unexpected)}")
     not_trained = sorted(k for k in expected if k.startswith(_TRAINED_PREFIXES) and k not in trained)
-    if not_trained:
-        raise CheckpointError(f"{where}: head/projector keys missing from {NON_LORA}: {_short(not_trained)}")
-    base_used = {k: v for k, v in base_state.items() if k in expected and not k.startswith(_TRAINED_PREFIXES)}
+    if unexpected or not_trained:
+        raise CheckpointError(mismatch_message(where, not_trained, unexpected))
+    # The base fills what the training output lacks (e.g. frozen weights left out by zero_to_fp32).
+    base_used, base_keys = _base_tensors(base_file, {k for k in expected if k not in trained})
     for k, v in base_used.items():
         if tuple(v.shape) != tuple(expected[k].shape):
             raise CheckpointError(f"base VLM tensor '{k}' has shape {tuple(v.shape)}, the training output implies {tuple(expected[k].shape)}")
     merged = {**base_used, **{k: v for k, v in trained.items() if k in expected}}
     missing = sorted(k for k in expected if k not in merged)
     if missing:
-        raise CheckpointError(f"{where}: keys in neither the base VLM nor the training output: {_short(missing)}")
+        # The base's `embed_out.weight` is Pythia's LM head, replaced by the action head (§2.1).
+        base_unexpected = [k for k in base_keys if k not in expected and k != "embed_out.weight" and not _IGNORABLE.search(k)]
+        raise CheckpointError(mismatch_message(
+            f"{base_file} + {where}", missing, base_unexpected, "keys in neither the base VLM nor the training output"))
     for k, v in merged.items():
         if tuple(v.shape) != tuple(expected[k].shape):
             raise CheckpointError(
                 f"{where}: tensor '{k}' has shape {tuple(v.shape)}, the config implies {tuple(expected[k].shape)}"
             )
     network.load_state_dict(merged, strict=True)
-
-
-def _short(keys: list[str], n: int = 4) -> str:
-    more = f" (+{len(keys) - n} more)" if len(keys) > n else ""
-    return ", ".join(keys[:n]) + more
 
 
 def lora_config(adapter_cfg: dict, where: Path):
@@ -208,6 +216,7 @@ def lora_config(adapter_cfg: dict, where: Path):
 
     known = {f.name for f in dataclasses.fields(peft.LoraConfig)}
     kwargs = {k: v for k, v in adapter_cfg.items() if k in known}
+    kwargs["target_modules"] = target_modules(adapter_cfg.get("target_modules"))
     kwargs["task_type"] = None  # our network is a plain module, not a HF causal LM
     kwargs["inference_mode"] = True
     if adapter_cfg.get("peft_type", "LORA") != "LORA":
@@ -218,7 +227,7 @@ def lora_config(adapter_cfg: dict, where: Path):
         raise CheckpointError(f"{where}: invalid adapter config: {e}") from e
 
 
-def merge_adapter(network: TinyVLANetwork, adapter_cfg: dict, adapter_state: dict, where: Path) -> TinyVLANetwork:
+def merge_adapter(network: TinyVLANetwork, adapter_cfg: dict, adapter_file_state: dict, where: Path) -> TinyVLANetwork:
     """Apply the LoRA adapter and merge it into the weights (`merge_and_unload`)."""
     from peft import PeftModel
     from peft.utils import set_peft_model_state_dict
@@ -227,24 +236,18 @@ def merge_adapter(network: TinyVLANetwork, adapter_cfg: dict, adapter_state: dic
         peft_model = PeftModel(network, lora_config(adapter_cfg, where))
     except ValueError as e:
         raise CheckpointError(f"{where}: adapter does not match the base model: {str(e).splitlines()[0]}") from e
-    lora_keys = {k for k in peft_model.state_dict() if "lora_" in k}
+    adapter_state = adapter_state_for_network(adapter_file_state, str(where))
+    lora_keys = {adapter_file_key(k) for k in peft_model.state_dict() if is_lora_key(k)}
+    loaded = set(adapter_state)
+    unmatched, absent = sorted(loaded - lora_keys), sorted(lora_keys - loaded)
+    if unmatched or absent:
+        raise CheckpointError(mismatch_message(
+            str(where), absent, unmatched, "adapter keys do not match the modules adapter_config.json targets"))
     try:
-        result = set_peft_model_state_dict(peft_model, adapter_state)
+        set_peft_model_state_dict(peft_model, adapter_state)
     except RuntimeError as e:
         raise CheckpointError(f"{where}: adapter does not match the base model: {str(e).splitlines()[0][:300]}") from e
-    unexpected = [k for k in result.unexpected_keys if "lora_" in k]
-    if unexpected:
-        raise CheckpointError(f"{where}: adapter keys match no module of the base model: {_short(sorted(unexpected))}")
-    loaded = {_adapter_key(k) for k in adapter_state}
-    absent = sorted(k for k in lora_keys if _adapter_key(k) not in loaded)
-    if absent:
-        raise CheckpointError(f"{where}: adapter lacks weights for targeted modules: {_short(absent)}")
     return peft_model.merge_and_unload()
-
-
-def _adapter_key(key: str) -> str:
-    """Compare adapter keys across peft versions: no adapter-name segment, no base_layer."""
-    return re.sub(r"\.(default)(?=\.|$)", "", key).replace(".base_layer", "")
 
 
 def fingerprint(files: list[Path]) -> str:
@@ -266,15 +269,16 @@ def load_training_output(path: Path, base: Path | None = None, faithful_bf16_ste
     adapter_cfg = read_json(out.adapter_config)
     base_dir = resolve_base(raw_cfg, adapter_cfg, base, out.config)
     stats = NormStats(**{k: v for k, v in load_stats_pickle(out.stats).items() if k in NormStats.model_fields})
-    trained = strip_training_prefixes(load_tensors(out.non_lora))
+    # As stored (bf16 at the root): load_state_dict converts while copying, so TinyVLA-H never
+    # holds a second float32 copy of its 1.3 B parameters.
+    trained = to_network_names(load_tensors(out.non_lora, float32=False), str(out.non_lora))
     head_cfg = infer_head_config(trained, cfg.head, prefix="embed_out.")
     cfg = cfg.with_head(**head_cfg.model_dump(exclude={"faithful_bf16_step_embedding"}),
                         faithful_bf16_step_embedding=faithful_bf16_step_embedding)
     _check_dims(cfg, stats, out.stats)
     check_base_matches(base_dir, cfg)
-    base_state = {k: v for k, v in load_tensors(_base_weight_file(base_dir)).items() if k != "embed_out.weight"}
     network = TinyVLANetwork(cfg)
-    _check_and_load(network, base_state, trained, str(out.non_lora))
+    _check_and_load(network, _base_weight_file(base_dir), trained, str(out.non_lora))
     network = merge_adapter(network, adapter_cfg, load_tensors(out.adapter_weights), out.adapter_weights)
     processor = out.processor or (base_dir / PROCESSOR if (base_dir / PROCESSOR).is_file() else None)
     settings = ImageSettings.from_processor_config(processor) if processor else ImageSettings(size=cfg.vision.image_size)

@@ -1,7 +1,9 @@
 """TinyVLA's diffusion head: Chi et al.'s `ConditionalUnet1D` behind TinyVLA's front-end.
 
-Module and parameter names match the reference's `embed_out.*` keys one to one, so a training
-output's state dict loads without renaming. Two additions for deployment, neither changing the
+Module and parameter names are the reference's `embed_out.*` keys (TinyVLA's
+`policy_heads/models/droid_unet_diffusion.py`, after diffusion_policy's `conditional_unet1d.py`),
+including the `.conv` inside `Downsample1d`/`Upsample1d`, so training outputs and native bundles
+share one naming (docs/checkpoint-format.md). Two additions for deployment, neither changing the
 result: the condition front-end (pool, LayerNorm, state, Linear) can be computed once per
 observation (`encode_condition`) instead of once per denoising step, and the sinusoidal step
 table is precomputed for all training timesteps.
@@ -43,6 +45,28 @@ class SinusoidalPosEmb(nn.Module):
 
     def forward(self, timesteps: torch.Tensor) -> torch.Tensor:
         return self.table[timesteps.long()]
+
+
+class Downsample1d(nn.Module):
+    """Stride-2 convolution, held as `.conv` like diffusion_policy's (key `….2.conv.weight`)."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.conv = nn.Conv1d(dim, dim, 3, 2, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(x)
+
+
+class Upsample1d(nn.Module):
+    """Stride-2 transposed convolution, held as `.conv` like diffusion_policy's."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.conv = nn.ConvTranspose1d(dim, dim, 4, 2, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(x)
 
 
 class Conv1dBlock(nn.Module):
@@ -113,7 +137,7 @@ class ConditionalUnet1D(nn.Module):
                     [
                         ConditionalResidualBlock1D(d_in, d_out, cond_dim, k, g),
                         ConditionalResidualBlock1D(d_out, d_out, cond_dim, k, g),
-                        nn.Conv1d(d_out, d_out, 3, 2, 1) if not last else nn.Identity(),
+                        Downsample1d(d_out) if not last else nn.Identity(),
                     ]
                 )
             )
@@ -125,7 +149,7 @@ class ConditionalUnet1D(nn.Module):
                     [
                         ConditionalResidualBlock1D(d_out * 2, d_in, cond_dim, k, g),
                         ConditionalResidualBlock1D(d_in, d_in, cond_dim, k, g),
-                        nn.ConvTranspose1d(d_in, d_in, 4, 2, 1) if not last else nn.Identity(),
+                        Upsample1d(d_in) if not last else nn.Identity(),
                     ]
                 )
             )

@@ -1,7 +1,8 @@
 """tinyvla-edge's own format for a merged policy: safetensors + JSON, never pickle.
 
 A directory with `policy.json` (config, normalization stats, image settings, source),
-`policy.safetensors` (merged fp32 weights with the reference key names) and `tokenizer.json`.
+`policy.safetensors` (merged fp32 weights under the reference's names, exactly: a file in another
+layout is refused with the likely cause, see `edge.policy.keymap`) and `tokenizer.json`.
 The quantization stage and the bundle build on it.
 """
 
@@ -14,6 +15,7 @@ from pathlib import Path
 from edge.errors import CheckpointError, first_invalid_field
 from edge.policy.actions import NormStats
 from edge.policy.config import PolicyConfig
+from edge.policy.keymap import mismatch_message
 from edge.policy.network import TinyVLANetwork
 from edge.policy.policy import Policy
 from edge.policy.preprocess import ImageSettings
@@ -80,6 +82,6 @@ def load_policy(directory: Path) -> Policy:
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
     if missing or unexpected:
-        raise CheckpointError(f"{directory / WEIGHTS_FILE}: missing {missing[:4]} unexpected {unexpected[:4]}")
+        raise CheckpointError(mismatch_message(str(directory / WEIGHTS_FILE), missing, unexpected))
     network.load_state_dict(state, strict=True)
     return Policy(network.eval(), tokenizer, settings, stats, meta.get("source", {}))

@@ -1,8 +1,10 @@
 """The TinyVLA network: LLaVA-Pythia backbone (CLIP tower → projector → GPT-NeoX) + diffusion head.
 
-Attribute names mirror the reference `LlavaPythiaForCausalLM` so state-dict keys map one to one:
-`gpt_neox.{embed_in, layers.N…, final_layer_norm}`, `gpt_neox.vision_tower.vision_model…`,
-`gpt_neox.mm_projector.{0,2}` and `embed_out.*` (the head took the LM head's name).
+Attribute names are the reference `LlavaPythiaForCausalLM`'s, so parameter names are the reference
+keys whatever transformers version is installed: `gpt_neox.{embed_in, layers.N…, final_layer_norm}`,
+`gpt_neox.vision_tower.vision_model…` (TinyVLA's `CLIPVisionTower` holds a `CLIPVisionTransformer`
+as `vision_model`), `gpt_neox.mm_projector.{0,2}` and `embed_out.*` (the head took the LM head's
+name). Files in other layouts are renamed on load by `edge.policy.keymap`.
 """
 
 from __future__ import annotations
@@ -58,10 +60,29 @@ def build_projector(cfg: PolicyConfig) -> nn.Module:
     return nn.Sequential(nn.Linear(cfg.vision.hidden_size, hidden), nn.GELU(), nn.Linear(hidden, hidden))
 
 
+def clip_transformer(cfg: PolicyConfig) -> nn.Module:
+    """CLIP's vision transformer (embeddings, pre_layrnorm, encoder, post_layernorm) as a module
+    with exactly those children: transformers 4.x nests it in `CLIPVisionModel.vision_model`,
+    transformers 5 made `CLIPVisionModel` itself that module."""
+    model = CLIPVisionModel(clip_config(cfg))
+    return getattr(model, "vision_model", model)
+
+
+class CLIPVisionTower(nn.Module):
+    """TinyVLA's vision tower wrapper: the transformer under the attribute `vision_model`."""
+
+    def __init__(self, cfg: PolicyConfig):
+        super().__init__()
+        self.vision_model = clip_transformer(cfg)
+
+    def forward(self, pixel_values: torch.Tensor, output_hidden_states: bool = True):
+        return self.vision_model(pixel_values, output_hidden_states=output_hidden_states)
+
+
 class VisionEncoder(nn.Module):
     """CLIP tower + projector for one batch of images → projected patch tokens [N, P, H]."""
 
-    def __init__(self, tower: CLIPVisionModel, projector: nn.Module, select_layer: int, select_feature: str):
+    def __init__(self, tower: nn.Module, projector: nn.Module, select_layer: int, select_feature: str):
         super().__init__()
         self.tower, self.projector = tower, projector
         self.select_layer, self.select_feature = select_layer, select_feature
@@ -81,7 +102,7 @@ class TinyVLANetwork(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.gpt_neox = GPTNeoXModel(neox_config(cfg))
-        self.gpt_neox.vision_tower = CLIPVisionModel(clip_config(cfg))
+        self.gpt_neox.vision_tower = CLIPVisionTower(cfg)
         self.gpt_neox.mm_projector = build_projector(cfg)
         self.embed_out = ConditionalUnet1D(cfg.language.hidden_size, cfg.head)
 
@@ -92,7 +113,7 @@ class TinyVLANetwork(nn.Module):
     def vision_encoder(self) -> VisionEncoder:
         """The vision component (tower + projector) as one module, e.g. for export."""
         v = self.cfg.vision
-        return VisionEncoder(self.gpt_neox.vision_tower, self.gpt_neox.mm_projector, v.select_layer, v.select_feature)
+        return VisionEncoder(self.gpt_neox.vision_tower.vision_model, self.gpt_neox.mm_projector, v.select_layer, v.select_feature)
 
     def encode_images(self, pixel_values: torch.Tensor) -> torch.Tensor:
         """[B, cams, 3, S, S] → per-sample image tokens [B, cams·P, H], cameras concatenated

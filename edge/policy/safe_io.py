@@ -168,8 +168,9 @@ def _torch_refusal(error: Exception) -> str:
                 type(error).__name__)
 
 
-def load_tensors(path: Path) -> dict[str, torch.Tensor]:
-    """A state dict from .safetensors or a torch .bin (weights only), as float32 where floating."""
+def load_tensors(path: Path, float32: bool = True) -> dict[str, torch.Tensor]:
+    """A state dict from .safetensors or a torch .bin (weights only), as float32 where floating
+    (`float32=False`: as stored, for a caller that copies into float32 parameters itself)."""
     path = Path(path)
     try:
         if path.suffix == ".safetensors":
@@ -185,4 +186,4 @@ def load_tensors(path: Path) -> dict[str, torch.Tensor]:
         raise CheckpointError(f"{path}: cannot read tensors (truncated or corrupted?): {first[:200]}") from e
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise CheckpointError(f"{path}: expected a flat dict of tensors")
-    return {k: (v.float() if v.is_floating_point() else v) for k, v in state.items()}
+    return {k: (v.float() if float32 and v.is_floating_point() else v) for k, v in state.items()}

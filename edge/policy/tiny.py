@@ -1,10 +1,15 @@
 """TinyVLA-shaped models of any size, and generators of TinyVLA-layout directories.
 
 Used by the tests, the demo and the benchmarks: a base VLM directory (as HF `Llava-Pythia-*`
-repos hold it) and a training output directory exactly as `train_tinyvla.py` +
-`process_ckpts.sh` write it (config.json with action fields, dataset_stats.pkl, the final
-adapter and non_lora_trainables.bin at the root, and checkpoint-N/ with the same plus
+repos hold it) and a training output directory as `train_tinyvla.py` + `process_ckpts.sh`
+write it (config.json with action fields, dataset_stats.pkl, the final adapter and
+non_lora_trainables.bin at the root, and checkpoint-N/ with the same plus
 preprocessor_config.json). Nothing is downloaded: the tokenizer is a byte-level BPE built here.
+
+Key names follow the reference layout through `edge.policy.keymap` (peft's wrapper prefix, peft
+0.4's adapter keys without `.default`, LoRA targets chosen like `find_all_linear_names`); a test
+holds every written key against tests/fixtures/tinyvla_reference_keys.txt, which was written by
+hand from the reference sources.
 """
 
 from __future__ import annotations
@@ -18,11 +23,13 @@ import numpy as np
 import torch
 
 from edge.policy.config import HeadConfig, LanguageConfig, PolicyConfig, VisionConfig
-from edge.policy.network import TinyVLANetwork, clip_config
+from edge.policy.keymap import adapter_file_key, is_lora_key, network_name, to_network_names, training_output_key
+from edge.policy.network import TinyVLANetwork
 from edge.policy.preprocess import ImageSettings
 from edge.policy.prompt import END_OF_TEXT
 
-LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "out_proj", "fc1", "fc2", "query_key_value", "dense", "dense_h_to_4h", "dense_4h_to_h"]
+# find_all_linear_names skips linear layers whose names contain these (lora_module "vit llm").
+_NOT_LORA_TARGETS = ("mm_projector", "embed_out", "proj_to_action", "vision_resampler")
 
 
 def tiny_config(
@@ -53,19 +60,32 @@ def tiny_config(
     )
 
 
-def s_dimension_config(num_cameras: int = 1, image_size: int = 336) -> PolicyConfig:
-    """TinyVLA-S dimensions: CLIP ViT-L/14-336 + Pythia-70M + the reference head (for benchmarks)."""
+# Pythia LLM of each TinyVLA variant (tinyvla-format.md §1.1): hidden, layers, heads.
+PUBLISHED_LLM = {"S": (512, 6, 8), "B": (1024, 24, 16), "H": (2048, 16, 8)}
+
+
+def published_config(variant: str = "S", num_cameras: int = 1, image_size: int = 336,
+                     vision_layers: int = 24, llm_layers: int | None = None) -> PolicyConfig:
+    """A TinyVLA-S/-B/-H config: CLIP ViT-L/14-336 + Pythia-70M/410M/1B + the reference head.
+    Layer counts may be reduced (the widths stay the published ones)."""
+    hidden, layers, heads = PUBLISHED_LLM[variant]
     return PolicyConfig(
         vision=VisionConfig(
-            hidden_size=1024, intermediate_size=4096, num_hidden_layers=24, num_attention_heads=16,
+            hidden_size=1024, intermediate_size=4096, num_hidden_layers=vision_layers, num_attention_heads=16,
             image_size=image_size, patch_size=14,
         ),
         language=LanguageConfig(
-            hidden_size=512, num_hidden_layers=6, num_attention_heads=8, intermediate_size=2048, vocab_size=50304,
+            hidden_size=hidden, num_hidden_layers=llm_layers or layers, num_attention_heads=heads,
+            intermediate_size=4 * hidden, vocab_size=50304,
         ),
         head=HeadConfig(),
         num_cameras=num_cameras,
     )
+
+
+def s_dimension_config(num_cameras: int = 1, image_size: int = 336) -> PolicyConfig:
+    """TinyVLA-S dimensions (for benchmarks)."""
+    return published_config("S", num_cameras, image_size)
 
 
 def write_tokenizer(path: Path) -> Path:
@@ -92,12 +112,18 @@ def write_tokenizer(path: Path) -> Path:
 def _llava_pythia_config(cfg: PolicyConfig, base_path: str) -> dict:
     """config.json as LlavaPythiaConfig writes it (transformers 4.37 field names)."""
     lm, v = cfg.language, cfg.vision
-    clip = clip_config(cfg).to_dict()
-    clip.update(
-        mm_vision_select_feature=v.select_feature,
-        mm_vision_select_layer=v.select_layer,
-        vision_model_name_or_path="openai/clip-vit-large-patch14-336",
-    )
+    # LlavaPythiaVisionConfig's fields (configuration_llava_pythia.py), not the installed
+    # transformers' CLIPVisionConfig.to_dict(), which transformers 5 changed.
+    clip = {
+        "model_type": "llava_pythia_clip_vision_model",
+        "hidden_size": v.hidden_size, "intermediate_size": v.intermediate_size, "projection_dim": v.projection_dim,
+        "num_hidden_layers": v.num_hidden_layers, "num_attention_heads": v.num_attention_heads,
+        "num_channels": v.num_channels, "image_size": v.image_size, "patch_size": v.patch_size,
+        "hidden_act": v.hidden_act, "layer_norm_eps": v.layer_norm_eps, "attention_dropout": 0.0,
+        "initializer_range": 0.02, "initializer_factor": 1.0,
+        "mm_vision_select_feature": v.select_feature, "mm_vision_select_layer": v.select_layer,
+        "vision_model_name_or_path": "openai/clip-vit-large-patch14-336", "concat": "None",
+    }
     return {
         "_name_or_path": base_path,
         "architectures": ["LlavaPythiaForCausalLM"],
@@ -126,7 +152,7 @@ def _llava_pythia_config(cfg: PolicyConfig, base_path: str) -> dict:
     }
 
 
-def write_base_vlm(directory: Path, cfg: PolicyConfig, seed: int = 0) -> Path:
+def write_base_vlm(directory: Path, cfg: PolicyConfig, seed: int = 0, dtype: torch.dtype = torch.float32) -> Path:
     """A base VLM directory like HF `lesjie/Llava-Pythia-*`: config, weights (with the LM head
     `embed_out.weight`), tokenizer, preprocessor config."""
     from safetensors.torch import save_file
@@ -135,8 +161,9 @@ def write_base_vlm(directory: Path, cfg: PolicyConfig, seed: int = 0) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(seed)
     net = TinyVLANetwork(cfg)
-    state = {k: v.contiguous() for k, v in net.state_dict().items() if k.startswith("gpt_neox.")}
-    state["embed_out.weight"] = torch.randn(cfg.language.vocab_size, cfg.language.hidden_size) * 0.02
+    # The network's backbone parameter names are the base VLM's keys (edge.policy.keymap).
+    state = {name: p.detach().to(dtype).contiguous() for name, p in net.named_parameters() if name.startswith("gpt_neox.")}
+    state["embed_out.weight"] = (torch.randn(cfg.language.vocab_size, cfg.language.hidden_size) * 0.02).to(dtype)
     save_file(state, str(directory / "model.safetensors"))
     (directory / "config.json").write_text(json.dumps(_llava_pythia_config(cfg, str(directory)), indent=2))
     (directory / "preprocessor_config.json").write_text(
@@ -163,7 +190,7 @@ def tiny_stats(cfg: PolicyConfig, seed: int = 0) -> dict[str, np.ndarray]:
     }
 
 
-def _peft_04_adapter_config(base: Path, r: int, alpha: int) -> dict:
+def _peft_04_adapter_config(base: Path, r: int, alpha: int, targets: list[str]) -> dict:
     """adapter_config.json as peft 0.4.0 writes it."""
     return {
         "auto_mapping": None,
@@ -180,9 +207,17 @@ def _peft_04_adapter_config(base: Path, r: int, alpha: int) -> dict:
         "peft_type": "LORA",
         "r": r,
         "revision": None,
-        "target_modules": LORA_TARGETS,
+        "target_modules": targets,
         "task_type": "CAUSAL_LM",
     }
+
+
+def lora_targets(network: torch.nn.Module) -> list[str]:
+    """Full dotted names of the linear layers TinyVLA's `find_all_linear_names` picks."""
+    return sorted(
+        name for name, module in network.named_modules()
+        if isinstance(module, torch.nn.Linear) and not any(word in name for word in _NOT_LORA_TARGETS)
+    )
 
 
 def trained_network(cfg: PolicyConfig, base: Path, seed: int = 1, lora_r: int = 4, lora_alpha: int = 16):
@@ -193,15 +228,16 @@ def trained_network(cfg: PolicyConfig, base: Path, seed: int = 1, lora_r: int = 
 
     torch.manual_seed(seed)
     net = TinyVLANetwork(cfg)
-    base_state = {k: v for k, v in load_file(str(base / "model.safetensors")).items() if k.startswith("gpt_neox.")}
-    own = net.state_dict()
-    for k, v in base_state.items():
-        if not k.startswith("gpt_neox.mm_projector."):
-            own[k] = v
-        else:
-            own[k] = v + 0.05 * torch.randn_like(v)  # the projector is fine-tuned in full
-    net.load_state_dict(own)
-    peft_model = PeftModel(net, LoraConfig(r=lora_r, lora_alpha=lora_alpha, lora_dropout=0.05, target_modules=LORA_TARGETS))
+    base_file = base / "model.safetensors"
+    base_state = to_network_names(load_file(str(base_file)), str(base_file))
+    with torch.no_grad():
+        for name, p in net.named_parameters():
+            if name.startswith("gpt_neox.mm_projector."):
+                p.copy_(base_state[name] + 0.05 * torch.randn_like(p))  # the projector is fine-tuned in full
+            elif name.startswith("gpt_neox."):
+                p.copy_(base_state[name])
+    lora = LoraConfig(r=lora_r, lora_alpha=lora_alpha, lora_dropout=0.05, target_modules=lora_targets(net))
+    peft_model = PeftModel(net, lora)
     with torch.no_grad():
         for name, p in peft_model.named_parameters():
             if "lora_B" in name:
@@ -210,19 +246,19 @@ def trained_network(cfg: PolicyConfig, base: Path, seed: int = 1, lora_r: int = 
 
 
 def _non_lora_state(peft_model) -> dict[str, torch.Tensor]:
-    """Every non-LoRA parameter under peft 0.4 names (no `.base_layer`), bf16 as training keeps them."""
-    out = {}
-    for name, p in peft_model.named_parameters():
-        if "lora_" in name:
-            continue
-        out[name.replace(".base_layer.", ".")] = p.detach().to(torch.bfloat16).clone()
-    return out
+    """non_lora_trainables.bin: every non-LoRA parameter, under its reference key, bf16 as trained."""
+    return {
+        training_output_key(network_name(name)): p.detach().to(torch.bfloat16).clone()
+        for name, p in peft_model.named_parameters() if not is_lora_key(name)
+    }
 
 
 def _adapter_state(peft_model) -> dict[str, torch.Tensor]:
-    from peft.utils import get_peft_model_state_dict
-
-    return {k: v.detach().contiguous() for k, v in get_peft_model_state_dict(peft_model).items()}
+    """adapter_model.*: the LoRA tensors under peft 0.4's keys, bf16 as trained."""
+    return {
+        adapter_file_key(name): p.detach().to(torch.bfloat16).contiguous()
+        for name, p in peft_model.named_parameters() if is_lora_key(name)
+    }
 
 
 def write_training_output(
@@ -230,13 +266,15 @@ def write_training_output(
     base: Path,
     cfg: PolicyConfig,
     seed: int = 1,
-    step: int = 1000,
+    step: int | None = 1000,
     adapter_format: Literal["safetensors", "bin"] = "safetensors",
     non_lora_form: Literal["file", "directory"] = "file",
+    lora_r: int = 4,
 ) -> Path:
-    """Write a TinyVLA-layout training output at `root` (name it like `llava_pythia_lora_*`)."""
+    """Write a TinyVLA-layout training output at `root` (name it like `llava_pythia_lora_*`);
+    `step` None writes the root's final weights only, no checkpoint-N/."""
     root = Path(root)
-    peft_model = trained_network(cfg, Path(base), seed)
+    peft_model = trained_network(cfg, Path(base), seed, lora_r=lora_r, lora_alpha=4 * lora_r)
     root.mkdir(parents=True, exist_ok=True)
     raw = _llava_pythia_config(cfg, str(base))
     raw.update(
@@ -248,19 +286,25 @@ def write_training_output(
     (root / "config.json").write_text(json.dumps(raw, indent=2))
     with open(root / "dataset_stats.pkl", "wb") as f:
         pickle.dump(tiny_stats(cfg, seed), f)
+    _write_weights(root, peft_model, base, adapter_format, "file", checkpoint=False)
+    if step is None:
+        return root
     checkpoint = root / f"checkpoint-{step}"
-    for d in (root, checkpoint):
-        _write_weights(d, peft_model, base, adapter_format, non_lora_form if d == checkpoint else "file")
+    _write_weights(checkpoint, peft_model, base, adapter_format, non_lora_form, checkpoint=True)
     (checkpoint / "preprocessor_config.json").write_text(
         json.dumps(ImageSettings(size=cfg.vision.image_size).processor_config(), indent=2)
     )
     return root
 
 
-def _write_weights(d: Path, peft_model, base: Path, adapter_format: str, non_lora_form: str) -> None:
+def _write_weights(d: Path, peft_model, base: Path, adapter_format: str, non_lora_form: str, checkpoint: bool) -> None:
     d.mkdir(parents=True, exist_ok=True)
     lora = peft_model.peft_config["default"]
-    (d / "adapter_config.json").write_text(json.dumps(_peft_04_adapter_config(base, lora.r, lora.lora_alpha), indent=2))
+    # Full dotted names, as find_all_linear_names records them (peft may shorten its own copy).
+    from peft.tuners.lora import LoraLayer
+
+    targets = sorted(network_name(n) for n, m in peft_model.named_modules() if isinstance(m, LoraLayer))
+    (d / "adapter_config.json").write_text(json.dumps(_peft_04_adapter_config(base, lora.r, lora.lora_alpha, targets), indent=2))
     adapter = _adapter_state(peft_model)
     if adapter_format == "safetensors":
         from safetensors.torch import save_file
@@ -269,6 +313,8 @@ def _write_weights(d: Path, peft_model, base: Path, adapter_format: str, non_lor
     else:
         torch.save(adapter, d / "adapter_model.bin")
     non_lora = _non_lora_state(peft_model)
+    if checkpoint:  # process_ckpts.sh rebuilds checkpoint-N's copy from the ZeRO shards in fp32
+        non_lora = {k: v.float() for k, v in non_lora.items()}
     if non_lora_form == "directory":
         (d / "non_lora_trainables.bin").mkdir(exist_ok=True)
         torch.save(non_lora, d / "non_lora_trainables.bin" / "pytorch_model.bin")

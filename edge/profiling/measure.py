@@ -39,6 +39,7 @@ class ProfileRequest:
     instruction: str = "pick up the object"
     set_power_mode: bool = False
     power_source: str | None = None
+    base: Path | None = None  # base VLM of a training output (default: the path its config records)
 
 
 def peak_rss_mb() -> float:
@@ -137,7 +138,7 @@ def measure_profile(request: ProfileRequest, profile: Profile) -> ProfileRun:
     from edge.device.power import PowerMonitor, choose_power_source
     from edge.runtime.startup import load_run_predictor
 
-    predictor, _ = load_run_predictor(request.bundle)
+    predictor, _ = load_run_predictor(request.bundle, base=request.base)
     names = tuple(predictor.camera_names)
     stages: dict[Stage, list[float]] = {s: [] for s in Stage}
     boundaries: list[tuple[float, float]] = []

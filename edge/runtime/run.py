@@ -68,6 +68,7 @@ class RunRequest:
     clear_estop: bool = False
     warmup: int = WARMUP_INFERENCES
     inference_process: bool = True  # the model in a child process (False: a thread, for debugging)
+    base: Path | None = None  # base VLM of a training output (default: the path its config records)
 
 
 def connect_arm(arm: SerialArm, attempts: int = CONNECT_ATTEMPTS) -> ArmInfo:
@@ -177,7 +178,7 @@ def _run_policy_on(request: RunRequest, say: Callable[[str], None], cpus: CpuPla
         signals = stack.enter_context(SignalStop())
         predictor, bundle_profile = load_run_predictor(
             request.bundle, separate_process=cpus is not None,
-            torch_threads=len(cpus.model) if cpus else None, cpus=cpus.model if cpus else None)
+            torch_threads=len(cpus.model) if cpus else None, cpus=cpus.model if cpus else None, base=request.base)
         stack.callback(getattr(predictor, "close", lambda: None))
         if profile is None:
             profile = load_profile(bundle_profile or DEFAULT_PROFILE)

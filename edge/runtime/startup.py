@@ -54,9 +54,10 @@ class ArmRequirement:
 
 def load_run_predictor(path: Path, seed: int = 0, separate_process: bool = False,
                        torch_threads: int | None = None, cpus: frozenset[int] | None = None,
-                       ) -> tuple[ChunkPredictor, str]:
+                       base: Path | None = None) -> tuple[ChunkPredictor, str]:
     """A verified bundle (manifest.json) or, for development, a TinyVLA training output run in
-    torch fp32. Returns the predictor and the name of the profile the bundle was built for (or '').
+    torch fp32 (its base VLM from `base` or the path its config records). Returns the predictor
+    and the name of the profile the bundle was built for (or '').
 
     With `separate_process` the model runs in a child process (`ProcessPredictor`, with
     `torch_threads` threads, on `cpus`); the caller must `close()` it."""
@@ -66,22 +67,24 @@ def load_run_predictor(path: Path, seed: int = 0, separate_process: bool = False
     if separate_process:
         from edge.runtime.inference_process import ProcessPredictor
 
-        predictor = ProcessPredictor(partial(load_local_predictor, path, seed), torch_threads, cpus)
+        predictor = ProcessPredictor(partial(load_local_predictor, path, seed, base), torch_threads, cpus)
         return predictor, predictor.profile
-    predictor = load_local_predictor(path, seed)
+    predictor = load_local_predictor(path, seed, base)
     return predictor, getattr(getattr(predictor, "manifest", None), "profile", "") or ""
 
 
-def load_local_predictor(path: Path, seed: int = 0) -> ChunkPredictor:
-    """The predictor for a bundle or a training output, in this process."""
+def load_local_predictor(path: Path, seed: int = 0, base: Path | None = None) -> ChunkPredictor:
+    """The predictor for a bundle or a training output (with its base VLM), in this process."""
     if (path / "manifest.json").is_file():
+        if base is not None:
+            raise RunRefused(f"{path} is a bundle, which carries its own backbone; --base is for a training output")
         from edge.bundle import load_predictor  # verifies every file's hash before loading
 
         return load_predictor(path, seed=seed)
     from edge.policy.checkpoint import load_training_output
     from edge.policy.predictor import TorchPredictor
 
-    policy = load_training_output(path)  # strict: every head and projector tensor must load
+    policy = load_training_output(path, base=base)  # strict: every head and projector tensor must load
     return TorchPredictor(policy, seed=seed)
 
 

@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from edge.errors import CheckpointError
-from edge.policy.checkpoint import load_training_output, locate, strip_training_prefixes
+from edge.policy.checkpoint import load_training_output, locate
+from edge.policy.keymap import to_network_names
 from edge.policy.native import load_policy, save_policy
 from edge.policy.tiny import tiny_config, write_base_vlm, write_training_output
 from tests.policy.reference_path import reference_chunk
@@ -76,7 +77,7 @@ def test_prefix_stripping_handles_old_and_new_peft_names():
         "base_model.model.gpt_neox.layers.0.attention.dense.base_layer.weight": torch.zeros(1),
         "base_model.model.gpt_neox.layers.0.attention.dense.lora_A.weight": torch.zeros(1),
     }
-    assert set(strip_training_prefixes(state)) == {"embed_out.combine.weight", "gpt_neox.layers.0.attention.dense.weight"}
+    assert set(to_network_names(state, "x.bin")) == {"embed_out.combine.weight", "gpt_neox.layers.0.attention.dense.weight"}
 
 
 # --- failures -------------------------------------------------------------------------------
@@ -118,7 +119,7 @@ def test_misshaped_tensor_is_named(broken):
 
 def test_unexpected_key_is_named(broken):
     _edit_non_lora(broken, lambda s: s.update({"base_model.model.embed_out.extra.weight": torch.ones(2)}))
-    with pytest.raises(CheckpointError, match="unexpected keys embed_out.extra.weight"):
+    with pytest.raises(CheckpointError, match=r"0 missing, 1 unexpected.*\[missing \| unexpected\] - \| embed_out.extra.weight"):
         load_training_output(broken)
 
 

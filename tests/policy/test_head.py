@@ -7,6 +7,7 @@ import torch
 
 from edge.policy.config import HeadConfig
 from edge.policy.head import ConditionalUnet1D, infer_head_config, sinusoidal_table
+from tests.policy.reference_keys import reference_keys
 
 
 @pytest.mark.parametrize(
@@ -27,17 +28,15 @@ def test_shapes_and_dtypes(cfg, hidden, batch):
     assert cond.shape == (batch, hidden)
 
 
-def test_reference_parameter_names():
-    head = ConditionalUnet1D(32, HeadConfig(down_dims=(16, 32, 64), step_embed_dim=16))
-    names = set(head.state_dict())
-    for expected in [
-        "norm_after_pool.weight", "combine.weight", "diffusion_step_encoder.1.weight", "diffusion_step_encoder.3.weight",
-        "down_modules.0.0.blocks.0.block.0.weight", "down_modules.0.0.cond_encoder.1.weight",
-        "down_modules.0.2.weight", "mid_modules.1.blocks.1.block.1.weight", "up_modules.0.0.residual_conv.weight",
-        "up_modules.0.2.weight", "final_conv.0.block.0.weight", "final_conv.1.weight",
-    ]:
-        assert expected in names
-    assert not any("table" in n for n in names)  # the step table is a non-persistent buffer
+def test_reference_parameter_names_and_shapes(tiny_cfg):
+    """Names and shapes are the hand-written table's `embed_out.*` rows (diffusion_policy's
+    Downsample1d/Upsample1d keep their convolution as `.conv`)."""
+    head = ConditionalUnet1D(tiny_cfg.language.hidden_size, tiny_cfg.head)
+    table = {k.removeprefix("base_model.model.embed_out."): shape
+             for k, (_, shape) in reference_keys("non_lora", tiny_cfg).items() if ".embed_out." in k}
+    state = head.state_dict()
+    assert {k: tuple(v.shape) for k, v in state.items()} == table
+    assert not any("table" in n for n in state)  # the step table is a non-persistent buffer
 
 
 def reference_bf16_embedding(t: torch.Tensor, dim: int) -> torch.Tensor:
