@@ -41,6 +41,9 @@ DEMO_DISTILL_ITERATIONS = 200
 MAX_RATE_ERROR = 0.05
 MAX_MISS_RATIO = 0.01
 _DONE = ".complete"
+# edge.policy.keymap.KEY_LAYOUT (not imported: it loads torch into the control process); a cached
+# training output written under older key names would no longer load.
+TRAINING_OUTPUT_LAYOUT = "tinyvla-reference-1"
 
 
 def cache_dir() -> Path:
@@ -112,7 +115,7 @@ def run_demo(ticks: int = 300, rate_hz: float | None = None, keep: Path | None =
     if ticks < 2:
         raise EdgeError("the demo needs at least 2 ticks")
     cache = cache_dir() / "demo"
-    training = _cached(cache / "training-output", _build_training_output, say, "tiny training output")
+    training = _cached(cache / f"training-output-{TRAINING_OUTPUT_LAYOUT}", _build_training_output, say, "tiny training output")
     recording_dir = _cached(cache / "recording", _build_recording, say, "RealSense recording")
     recording = recording_dir / "synthetic.db3"
 

@@ -25,6 +25,8 @@ import torch
 from edge.errors import CheckpointError
 
 TRAINING_PREFIX = "base_model.model."  # what PEFT's wrapper adds to every saved key
+# Names this toolkit writes (native bundles, generated outputs); caches built under another tag are stale.
+KEY_LAYOUT = "tinyvla-reference-1"
 ADAPTER_NAME = "default"  # peft's adapter name: in module names, never in peft 0.4's saved keys
 
 

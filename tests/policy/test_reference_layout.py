@@ -198,3 +198,10 @@ def test_inspect_observation_matches_the_reference_path(form, tiny_output, tiny_
     assert code == 0
     reference = reference_chunk(tiny_output, tiny_base, tiny_observation, fixed_noise, 10)
     assert np.abs(np.load(tmp_path / "out.npz")["normalized"] - reference).max() <= 1e-5
+
+
+def test_the_demo_cache_is_keyed_by_the_current_key_layout():
+    from edge.demo import TRAINING_OUTPUT_LAYOUT
+    from edge.policy.keymap import KEY_LAYOUT
+
+    assert TRAINING_OUTPUT_LAYOUT == KEY_LAYOUT
