@@ -57,9 +57,10 @@ class Skip(Exception):
 class Check:
     """Runs one named check after another, each recorded as a row (ok / skipped / failed)."""
 
-    def __init__(self, device: torch.device, warmup: int = 3):
+    def __init__(self, device: torch.device, warmup: int = 3, after_row: Callable[[], None] = lambda: None):
         self.device = device
         self.warmup = warmup
+        self.after_row = after_row  # e.g. rewrite the JSON, so a run cut off by a time limit keeps its rows
         self.rows: list[dict] = []
 
     def sync(self) -> None:
@@ -88,6 +89,7 @@ class Check:
                 first = (str(e).strip().splitlines() or [""])[0][:200]
                 row.update(status="failed", reason=f"{type(e).__name__}: {first}")
         self.rows.append(row)
+        self.after_row()
         return row
 
 
@@ -279,6 +281,11 @@ def backbone_rows(work: Workload, check: Check, repeats: int, gpu_reason: str | 
         row = check.run(f"backbone torch {precision}", True, lambda: backbone_torch(work, check, precision, repeats),
                         gpu_reason)
         add_ratio(row, ref)
+
+
+def backbone_ort_rows(work: Workload, check: Check, repeats: int, gpu_reason: str | None) -> None:
+    """Last in the run: the exports and the int8 calibration take the longest (CPU work)."""
+    ref = next(r for r in check.rows if r["check"] == "backbone torch fp32")
     ort_reason = gpu_reason or ort_cuda_skip_reason()
     models = None
     with tempfile.TemporaryDirectory() as tmp:
@@ -362,26 +369,34 @@ def main() -> None:
     repeats = args.repeats or (10 if args.quick else 50)
     gpu_reason = None if args.cpu_smoke else cuda_skip_reason()
     device = torch.device("cuda" if torch.cuda.is_available() and not args.cpu_smoke else "cpu")
-    check = Check(device, warmup=0 if args.cpu_smoke else 3)
-    check.run("environment", False, lambda: environment(device))
+    payload = {"dims": "tiny" if args.quick else "tinyvla-s", "cameras": CAMERAS, "repeats": repeats, "rows": []}
+    check = Check(device, warmup=0 if args.cpu_smoke else 3, after_row=lambda: save(payload, args.json_out))
+    payload["rows"] = check.rows
+    env = check.run("environment", False, lambda: environment(device))
+    payload["environment"] = {k: v for k, v in env.items() if k not in ("check", "status", "needs_gpu")}
     work = None if gpu_reason else Workload(args.quick, device)
-    backbone_rows(work, check, repeats, gpu_reason)
+    # Most wanted first: a run stopped by a time limit still has the head and the torch backbone.
     head_rows(work, check, repeats, gpu_reason)
+    backbone_rows(work, check, repeats, gpu_reason)
     optional_engine_rows(work, check, repeats, gpu_reason)
+    backbone_ort_rows(work, check, repeats, gpu_reason)
     peaks = [r["peak_gpu_mb"] for r in check.rows if "peak_gpu_mb" in r]
     check.run("peak GPU memory (max over rows)", True, lambda: {"peak_gpu_mb": max(peaks)},
               gpu_reason or (None if peaks else "no row used a CUDA device"))
-    env = check.rows[0]
-    payload = {"dims": "tiny" if args.quick else "tinyvla-s", "cameras": CAMERAS, "repeats": repeats,
-               "environment": {k: v for k, v in env.items() if k not in ("check", "status", "needs_gpu")},
-               "rows": check.rows}
     title = (f"GPU check ({payload['dims']} dims, {CAMERAS} cameras, {repeats} runs per row) on "
              f"{env.get('device_name', 'no CUDA device')}, torch {torch.__version__}")
     print_table(title, ["check", "status", "median ms", "p99 ms", "vs ref", "fidelity", "peak MB", "note / reason"],
                 table_rows(check.rows), False, payload)
-    if args.json_out:
-        args.json_out.parent.mkdir(parents=True, exist_ok=True)
-        args.json_out.write_text(json.dumps(payload, indent=2))
+
+
+def save(payload: dict, path: Path | None) -> None:
+    """Progress on stderr, and the rows so far as JSON (a run cut off by a time limit keeps them)."""
+    last = payload["rows"][-1]
+    print(f"[gpu_check] {last['check']}: {last['status']} {last.get('median_ms', '')} {last.get('reason', '')}",
+          file=sys.stderr, flush=True)
+    if path:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(payload, indent=2))
 
 
 if __name__ == "__main__":
