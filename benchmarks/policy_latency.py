@@ -123,8 +123,8 @@ def measure(predictors: dict, repeats: int, noise: torch.Tensor, images, state) 
             t = time.perf_counter()
             prediction = p.predict(images, state, INSTRUCTION, noise=noise)
             totals[name].append((time.perf_counter() - t) * 1e3)
-            for stage, seconds in prediction.times.items():
-                stages[name].setdefault(stage, []).append(seconds * 1e3)
+            for stage, ms in prediction.timings_ms.items():
+                stages[name].setdefault(stage, []).append(ms)
     out = {}
     for name in predictors:
         s = summarize_stage(totals[name])
