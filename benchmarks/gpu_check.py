@@ -268,11 +268,14 @@ def head_rows(work: Workload, check: Check, repeats: int, gpu_reason: str | None
         ref_row = check.run(f"head fp32 eager K={steps}", True,
                             measured("fp32", lambda: head_eager(work, check, steps, torch.float32, repeats)), gpu_reason)
         ref_missing = gpu_reason or (None if ref_row["status"] == "ok" else "the fp32 reference row did not run")
-        check.run(f"head fp16 eager K={steps}", True,
-                  measured("fp16", lambda: head_eager(work, check, steps, torch.float16, repeats)), ref_missing)
+        eager = check.run(f"head fp16 eager K={steps}", True,
+                          measured("fp16", lambda: head_eager(work, check, steps, torch.float16, repeats)), ref_missing)
         graph_reason = ref_missing or (None if work.device.type == "cuda" else "CUDA graphs need a CUDA device")
-        check.run(f"head fp16 CUDA graph K={steps}", True,
-                  measured("graph", lambda: head_graph(work, check, steps, torch.float16, repeats)), graph_reason)
+        graph = check.run(f"head fp16 CUDA graph K={steps}", True,
+                          measured("graph", lambda: head_graph(work, check, steps, torch.float16, repeats)), graph_reason)
+        if graph["status"] == "ok" and eager["status"] == "ok":
+            graph["vs_fp16_eager"] = eager["median_ms"] / graph["median_ms"]
+            graph["note"] = f"{graph['vs_fp16_eager']:.2f}x fp16 eager"
 
 
 def backbone_rows(work: Workload, check: Check, repeats: int, gpu_reason: str | None) -> None:
