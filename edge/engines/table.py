@@ -127,6 +127,8 @@ def file_kind(file: str) -> str:
 def engine_name(name: str, kind: str) -> str:
     """The table's name for `name` running a `kind` file (older names mapped); ValueError when
     the engine is unknown or does not run that kind of file."""
+    if name in LEGACY_ENGINES and kind not in LEGACY_ENGINES[name]:
+        raise ValueError(f"engine {name} (an older name) runs {', '.join(LEGACY_ENGINES[name])} files, not {kind}")
     current = LEGACY_ENGINES.get(name, {}).get(kind, name)
     engine = ENGINES.get(current)
     if engine is None:

@@ -31,6 +31,7 @@ from edge.engines.table import (
 )
 from edge.errors import BundleError
 from quantize.pipeline import quantize_training_output
+from tests.security.conftest import PROFILE as TORCH_PROFILE
 from tests.security.conftest import edit_manifest
 
 WEIGHT = np.arange(12, dtype=np.float32).reshape(4, 3) / 10
@@ -204,6 +205,8 @@ def test_older_names_map_by_file_kind_and_mismatches_are_refused():
             assert engine_name(old, kind) == new and ENGINES[new].file_kind == kind
     with pytest.raises(ValueError, match="engine torch runs safetensors files, not onnx"):
         ComponentEntry(engine="torch", precision="fp32", file="vision.fp32.onnx")
+    with pytest.raises(ValueError, match=r"engine onnxruntime \(an older name\) runs onnx files, not safetensors"):
+        ComponentEntry(engine="onnxruntime", precision="fp32", file="backbone.safetensors")
     with pytest.raises(ValueError, match="unknown engine 'tensorflow'"):
         ComponentEntry(engine="tensorflow", precision="fp32", file="backbone.safetensors")
     with pytest.raises(ValueError, match="engine onnxruntime-cpu does not run fp16"):
@@ -218,23 +221,11 @@ def test_profile_specs_become_the_engine_that_runs_them():
     assert profile_engine("bitsandbytes", "int8") == "bitsandbytes"
 
 
-ONNX_PROFILE = """
-name: onnx-fp32
-target: any
-model:
-  vision: {engine: onnxruntime, precision: fp32}
-  language: {engine: onnxruntime, precision: fp32}
-  head_steps: 10
-cameras:
-  - {name: left, width: 64, height: 48}
-  - {name: right, width: 64, height: 48}
-"""
-
-
 @pytest.fixture(scope="module")
 def onnx_bundle(tmp_path_factory, tiny_output):
+    """The security tests' fp32 bundle, its components on onnxruntime (the profile's older name)."""
     profile = tmp_path_factory.mktemp("profile") / "onnx-fp32.yaml"
-    profile.write_text(ONNX_PROFILE)
+    profile.write_text(TORCH_PROFILE.replace("engine: torch", "engine: onnxruntime"))
     out = tmp_path_factory.mktemp("bundles") / "onnx-fp32"
     quantize_training_output(tiny_output, profile, out, progress=False)
     return out
@@ -269,3 +260,42 @@ def test_an_old_tensorrt_onnx_bundle_is_refused_where_the_trt_provider_is_missin
         pytest.skip("this onnxruntime has the TensorRT execution provider")
     with pytest.raises(BundleError, match="^vision: engine onnxruntime-trt needs onnxruntime's TensorrtExecutionProvider"):
         load_predictor(renamed(onnx_bundle, tmp_path, "tensorrt"))
+
+
+# ----------------------------------------------------------------------------- doctor
+
+
+@pytest.fixture(scope="module")
+def engine_probe():
+    """The doctor's engine-table probe, run in a separate interpreter as doctor runs it."""
+    from edge.doctor import ENGINE_TABLE_PROBE
+    from edge.install.probes import run_probe
+
+    return run_probe(sys.executable, ENGINE_TABLE_PROBE)
+
+
+def engine_checks(engine_probe, profile: str) -> dict:
+    from edge.config import load_profile
+    from edge.device.detect import detect
+    from edge.doctor import DoctorContext, check_engines
+
+    ctx = DoctorContext(device=detect(None, {}), profile=load_profile(profile), profile_note="from --profile",
+                        root="/", python=sys.executable, probes={"engines": engine_probe}, camera=None, arm=None,
+                        query_runner=None)
+    return {c.name: c for c in check_engines(ctx)}
+
+
+def test_doctor_checks_every_engine_and_fails_those_the_profile_needs(engine_probe):
+    assert engine_probe.ok
+    cpu = engine_checks(engine_probe, "cpu-dev")
+    assert set(cpu) == {f"engine:{name}" for name in ENGINES}
+    for name in ENGINES:
+        assert (cpu[f"engine:{name}"].status == "pass") == probe(name).available
+    assert "vision, language" in cpu["engine:onnxruntime-cpu"].detail
+    nano = engine_checks(engine_probe, "orin-nano-8gb")  # int8 TensorRT: the QDQ graph on ORT's TensorRT EP
+    trt = nano["engine:onnxruntime-trt"]
+    assert "vision, language" in trt.detail
+    assert trt.status == ("pass" if probe("onnxruntime-trt").available else "fail")
+    if trt.status == "fail":
+        assert TRT_PROVIDER in trt.detail and "onnxruntime-gpu" in trt.detail
+    assert nano["engine:torch-tensorrt"].status in ("pass", "skip")  # not needed by an int8 profile
