@@ -20,11 +20,10 @@ class ComponentRunner(Protocol):
 
 
 def engine_unavailable_reason(name: str) -> str | None:
-    """None when engine `name` (a table name or an older one) can run here, else why not."""
-    from edge.engines.table import ENGINES, LEGACY_ENGINES, probe
+    """None when engine `name` (of `edge.engines.table.ENGINES`) can run here, else why not."""
+    from edge.engines.table import ENGINES, probe
 
-    candidates = list(LEGACY_ENGINES.get(name, {}).values()) or [name]
-    if candidates[0] not in ENGINES:
+    if name not in ENGINES:
         return f"unknown engine '{name}' (known: {', '.join(ENGINES)})"
-    result = probe(candidates[0])
-    return None if result.available else f"engine {candidates[0]} {result.reason}"
+    result = probe(name)
+    return None if result.available else f"engine {name} {result.reason}"
