@@ -23,6 +23,7 @@ from edge.config import Profile, load_profile
 from edge.device.detect import DeviceInfo, detect, under
 from edge.device.nvpmodel import clocks_locked, current_mode, run_command
 from edge.errors import EdgeError
+from edge.engines.table import CPU_PROVIDER, ENGINES, ONNX, profile_engine
 from edge.install.context import SERVICE_GROUPS, wheel_index
 from edge.install.installer import profile_matches, select_profile
 from edge.install.probes import (
@@ -39,7 +40,8 @@ from edge.install.systemd import SERVICE_NAME, SERVICE_PATH
 from edge.install.udev import ARM_SYMLINK
 from edge.install.wheel_index import check_index
 
-ORT_ENGINES = ("onnxruntime-trt", "onnxruntime-cuda", "onnxruntime-cpu")
+ORT_ENGINES = tuple(name for name, engine in ENGINES.items() if engine.file_kind == ONNX)
+ORT_GPU_ENGINES = tuple(name for name in ORT_ENGINES if ENGINES[name].provider != CPU_PROVIDER)
 MIN_FREE_GB_FAIL = 1.0
 MIN_FREE_GB_WARN = 5.0  # TensorRT engine builds and wheels need several GB
 
@@ -152,8 +154,6 @@ print(json.dumps({"engines": {name: asdict(engine.probe()) for name, engine in E
 
 def profile_engines(profile: Profile | None) -> dict[str, list[str]]:
     """Engine-table name → the profile's components it will run (what quantize writes for them)."""
-    from edge.engines.table import profile_engine
-
     used: dict[str, list[str]] = {}
     if profile is not None:
         for component in ("vision", "language", "head"):
@@ -209,7 +209,7 @@ def check_onnxruntime(ctx: DoctorContext) -> list[Check]:
     providers = probe.data.get("providers", [])
     gpu = [p for p in providers if p in ("CUDAExecutionProvider", "TensorrtExecutionProvider")]
     if ctx.device.is_jetson and not gpu:
-        status = "fail" if ctx.uses("onnxruntime-trt", "onnxruntime-cuda") else "warn"
+        status = "fail" if ctx.uses(*ORT_GPU_ENGINES) else "warn"
         return checks + [Check("onnxruntime", status, f"onnxruntime {probe.data['onnxruntime']} has only CPU "
                                f"providers ({', '.join(providers)})", "install onnxruntime-gpu from the JetPack index")]
     return checks + [Check("onnxruntime", "pass", f"onnxruntime {probe.data['onnxruntime']}: {', '.join(providers)}")]
