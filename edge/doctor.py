@@ -23,12 +23,12 @@ from edge.config import Profile, load_profile
 from edge.device.detect import DeviceInfo, detect, under
 from edge.device.nvpmodel import clocks_locked, current_mode, run_command
 from edge.errors import EdgeError
+from edge.engines.table import CPU_PROVIDER, ENGINES, ONNX, profile_engine
 from edge.install.context import SERVICE_GROUPS, wheel_index
 from edge.install.installer import profile_matches, select_profile
 from edge.install.probes import (
     BITSANDBYTES_INT8,
     ONNXRUNTIME_PROVIDERS,
-    TENSORRT_IMPORT,
     TORCH_CUDA,
     ProbeResult,
     run_probe,
@@ -40,6 +40,8 @@ from edge.install.systemd import SERVICE_NAME, SERVICE_PATH
 from edge.install.udev import ARM_SYMLINK
 from edge.install.wheel_index import check_index
 
+ORT_ENGINES = tuple(name for name, engine in ENGINES.items() if engine.file_kind == ONNX)
+ORT_GPU_ENGINES = tuple(name for name in ORT_ENGINES if ENGINES[name].provider != CPU_PROVIDER)
 MIN_FREE_GB_FAIL = 1.0
 MIN_FREE_GB_WARN = 5.0  # TensorRT engine builds and wheels need several GB
 
@@ -65,9 +67,9 @@ class DoctorContext:
     query_runner: Callable | None  # runs `nvpmodel -q` when the tool is on PATH
     arm_conformance: bool = False  # --conformance: run the full conformance check on the arm (moves it)
 
-    def uses(self, engine: str) -> bool:
-        model = self.profile.model if self.profile else None
-        return bool(model and engine in (model.vision.engine, model.language.engine, model.head.engine))
+    def uses(self, *engines: str) -> bool:
+        """Does the profile need any of these engine-table engines?"""
+        return any(engine in profile_engines(self.profile) for engine in engines)
 
 
 # ----------------------------------------------------------------------------- checks
@@ -140,15 +142,44 @@ def check_torch(ctx: DoctorContext) -> list[Check]:
     return checks
 
 
-def check_tensorrt(ctx: DoctorContext) -> list[Check]:
-    probe = ctx.probes["tensorrt"]
-    if probe.ok:
-        return [Check("tensorrt", "pass", f"tensorrt {probe.data.get('tensorrt')} importable")]
-    if not ctx.device.is_jetson and not ctx.uses("tensorrt"):
-        return [Check("tensorrt", "skip", "not installed (not needed here)")]
-    status = "fail" if ctx.uses("tensorrt") else "warn"
-    return [Check("tensorrt", status, f"tensorrt does not import: {probe.error}",
-                  "sudo apt-get install python3-libnvinfer and use a venv with --system-site-packages")]
+# Runs the engine table's probes in the checked interpreter (a crashing CUDA library cannot take
+# doctor down); needs tinyvla-edge importable there, which the runtime needs anyway.
+ENGINE_TABLE_PROBE = """
+import json
+from dataclasses import asdict
+from edge.engines.table import ENGINES
+print(json.dumps({"engines": {name: asdict(engine.probe()) for name, engine in ENGINES.items()}, "ok": True}))
+"""
+
+
+def profile_engines(profile: Profile | None) -> dict[str, list[str]]:
+    """Engine-table name → the profile's components it will run (what quantize writes for them)."""
+    used: dict[str, list[str]] = {}
+    if profile is not None:
+        for component in ("vision", "language", "head"):
+            spec = getattr(profile.model, component)
+            used.setdefault(profile_engine(spec.engine, spec.precision), []).append(component)
+    return used
+
+
+def check_engines(ctx: DoctorContext) -> list[Check]:
+    """One check per engine of the table: fail when the profile needs it and it cannot run."""
+    probe = ctx.probes["engines"]
+    if not probe.ok:
+        return [Check("engines", "unavailable", f"the engine table could not be probed: {probe.error}")]
+    used = profile_engines(ctx.profile)
+    checks = []
+    for name, result in probe.data["engines"].items():
+        needed_by = f" for {', '.join(used[name])}" if name in used else ""
+        if result["available"]:
+            checks.append(Check(f"engine:{name}", "pass", f"{name} can run here{needed_by}"))
+        elif needed_by:
+            checks.append(Check(f"engine:{name}", "fail", f"{name}{needed_by}: {result['reason']}",
+                                "install what the line above names (sudo tinyvla-edge install on a Jetson)"))
+        else:
+            checks.append(Check(f"engine:{name}", "skip", f"{name}: not used by the profile, and "
+                                f"{result['reason']}"))
+    return checks
 
 
 def check_bitsandbytes(ctx: DoctorContext) -> list[Check]:
@@ -172,13 +203,13 @@ def check_onnxruntime(ctx: DoctorContext) -> list[Check]:
                             "pip uninstall -y onnxruntime && pip install --force-reinstall --no-deps onnxruntime-gpu"))
     probe = ctx.probes["onnxruntime"]
     if not probe.ok:
-        status = "fail" if ctx.uses("onnxruntime") else ("warn" if ctx.device.is_jetson else "skip")
+        status = "fail" if ctx.uses(*ORT_ENGINES) else ("warn" if ctx.device.is_jetson else "skip")
         return checks + [Check("onnxruntime", status, f"onnxruntime does not import: {probe.error}",
                                "pip install onnxruntime-gpu (Jetson: from the JetPack index)")]
     providers = probe.data.get("providers", [])
     gpu = [p for p in providers if p in ("CUDAExecutionProvider", "TensorrtExecutionProvider")]
     if ctx.device.is_jetson and not gpu:
-        status = "fail" if ctx.uses("onnxruntime") else "warn"
+        status = "fail" if ctx.uses(*ORT_GPU_ENGINES) else "warn"
         return checks + [Check("onnxruntime", status, f"onnxruntime {probe.data['onnxruntime']} has only CPU "
                                f"providers ({', '.join(providers)})", "install onnxruntime-gpu from the JetPack index")]
     return checks + [Check("onnxruntime", "pass", f"onnxruntime {probe.data['onnxruntime']}: {', '.join(providers)}")]
@@ -480,7 +511,7 @@ def check_wheel_index(ctx: DoctorContext) -> list[Check]:
                   "host ({platform}/{cuda_tag} are filled in)")]
 
 
-CHECKS = (check_device, check_profile, check_python, check_torch, check_tensorrt, check_bitsandbytes,
+CHECKS = (check_device, check_profile, check_python, check_torch, check_engines, check_bitsandbytes,
           check_onnxruntime, check_power, check_power_sensor, check_camera, check_arm, check_serial_conflicts,
           check_memory_and_disk, check_install, check_wheel_index)
 
@@ -513,7 +544,7 @@ def _resolve_profile(name: str | None, device: DeviceInfo, root: str) -> tuple[P
 
 def _run_probes(python: str) -> dict[str, ProbeResult]:
     """Run the probe programs in parallel (each is a separate interpreter: mostly import time)."""
-    programs = {"torch": TORCH_CUDA, "tensorrt": TENSORRT_IMPORT, "onnxruntime": ONNXRUNTIME_PROVIDERS}
+    programs = {"torch": TORCH_CUDA, "engines": ENGINE_TABLE_PROBE, "onnxruntime": ONNXRUNTIME_PROVIDERS}
     with ThreadPoolExecutor(max_workers=len(programs)) as pool:
         futures = {name: pool.submit(run_probe, python, program) for name, program in programs.items()}
         results = {name: future.result() for name, future in futures.items()}

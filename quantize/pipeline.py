@@ -71,12 +71,14 @@ def synthetic_observations(policy: Policy, count: int) -> list[Observation]:
 
 def _export_component(name: str, module, args, spec: ComponentSpec, out: Path, calib_feeds, method: str) -> dict:
     """Write one backbone component for its engine; returns its manifest entry."""
+    from edge.engines.table import ONNX, profile_engine, profile_file_kind
     from quantize.onnx_export import EXPORT_RECIPE, check_torch_export, export_onnx
 
     inputs = {"vision": ["pixel_values"], "language": ["prefix_ids", "image_tokens", "suffix_ids"]}[name]
     shapes = {n: list(a.shape) for n, a in zip(inputs, args)}
     check_torch_export(module, args)  # what torch-tensorrt's dynamo path consumes on device
-    if spec.engine == "onnxruntime" or spec.precision == "int8":
+    engine = profile_engine(spec.engine, spec.precision)  # the name that says what runs it
+    if profile_file_kind(spec.engine, spec.precision) == ONNX:
         fp32 = out / f"{name}.fp32.onnx"
         export_onnx(module, args, fp32, inputs, ["output"])
         if spec.precision == "int8":
@@ -87,11 +89,11 @@ def _export_component(name: str, module, args, spec: ComponentSpec, out: Path, c
             fp32.unlink()
             _drop_external(fp32)
             # tensorrt int8 runs this same QDQ graph through ORT's TensorRT execution provider.
-            return {"engine": spec.engine, "precision": "int8", "file": qdq.name, "input_shapes": shapes,
+            return {"engine": engine, "precision": "int8", "file": qdq.name, "input_shapes": shapes,
                     "export": EXPORT_RECIPE, "quantization": quant}
-        return {"engine": "onnxruntime", "precision": "fp32", "file": fp32.name, "input_shapes": shapes,
+        return {"engine": engine, "precision": "fp32", "file": fp32.name, "input_shapes": shapes,
                 "export": EXPORT_RECIPE}
-    return {"engine": spec.engine, "precision": spec.precision, "file": BACKBONE_WEIGHTS, "input_shapes": shapes}
+    return {"engine": engine, "precision": spec.precision, "file": BACKBONE_WEIGHTS, "input_shapes": shapes}
 
 
 def _drop_external(path: Path) -> None:

@@ -7,11 +7,11 @@ def render_summary(result: dict) -> str:
     f = result["fidelity"]
     head = result["head"]
     rows = [f"bundle written: {result['output']}  (profile {result['profile']}, {result['seconds']} s)", ""]
-    rows.append(f"  {'component':<10} {'engine':<12} {'precision':<9} file")
+    rows.append(f"  {'component':<10} {'engine':<16} {'precision':<9} file")
     for name, c in result["components"].items():
-        rows.append(f"  {name:<10} {c['engine']:<12} {c['precision']:<9} {c['file']}")
+        rows.append(f"  {name:<10} {c['engine']:<16} {c['precision']:<9} {c['file']}")
     kind = f"distilled ({head['method']})" if head["distilled"] else "teacher"
-    rows.append(f"  {'head':<10} {'torch':<12} {'fp32':<9} {head['file']}  {head['steps']} steps, {kind}")
+    rows.append(f"  {'head':<10} {'torch':<16} {'fp32':<9} {head['file']}  {head['steps']} steps, {kind}")
     rows += [
         "",
         f"  fidelity on {f['observations']} held-out observations ({f['held_out_from']}):",

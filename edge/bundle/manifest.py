@@ -15,6 +15,7 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from edge.engines.table import ENGINES, engine_name, file_kind
 from edge.errors import BundleError, first_invalid_field
 
 SCHEMA_VERSION = 1
@@ -60,12 +61,23 @@ class ComponentEntry(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    engine: Literal["torch", "onnxruntime", "tensorrt", "bitsandbytes"]
+    engine: str  # a name of edge.engines.table.ENGINES; older names are mapped (below)
     precision: Literal["fp32", "fp16", "bf16", "int8"]
     file: BundlePath
     input_shapes: dict[str, list[int]] = {}
     quantization: dict | None = None
     export: dict | None = None  # how an ONNX file was exported (opset, attention form)
+
+    @model_validator(mode="after")
+    def _engine_runs_file(self) -> "ComponentEntry":
+        """Map an older engine name by the file it runs (`LEGACY_ENGINES`: `onnxruntime` →
+        onnxruntime-cpu, `tensorrt` → onnxruntime-trt for .onnx files, torch-tensorrt for
+        safetensors) and refuse an engine that does not run this file kind or precision."""
+        self.engine = engine_name(self.engine, file_kind(self.file))
+        if self.precision not in ENGINES[self.engine].precisions:
+            raise ValueError(f"engine {self.engine} does not run {self.precision} "
+                             f"(runs: {', '.join(sorted(ENGINES[self.engine].precisions))})")
+        return self
 
 
 class PromptEntry(BaseModel):

@@ -11,7 +11,7 @@ import torch
 
 from edge.bundle.manifest import BACKBONE_WEIGHTS, TOKENIZER, ComponentEntry, Manifest
 from edge.bundle.verify import VerifiedBundle, open_verified
-from edge.engines import require_engine
+from edge.engines.table import ENGINES, ONNX, builder_stand_in, load_onnx, load_torch, require
 from edge.errors import BundleError, EdgeError
 from edge.policy.actions import make_chunk
 from edge.policy.components import split_prompt, suffix_length
@@ -24,10 +24,10 @@ from edge.policy.sampler import DDIMSampler
 
 
 def check_engines(manifest: Manifest) -> None:
-    """Every engine the manifest names must be able to run here."""
+    """Every engine the manifest names must be able to run here (one line naming what is missing)."""
     for name, comp in manifest.components.items():
-        require_engine(comp.engine, name)
-    require_engine(manifest.head.engine, "head")
+        require(comp.engine, name)
+    require(manifest.head.engine, "head")
 
 
 def _load_state(bundle: VerifiedBundle, rel: str, prefix: str) -> dict[str, torch.Tensor]:
@@ -42,7 +42,7 @@ def _load_state(bundle: VerifiedBundle, rel: str, prefix: str) -> dict[str, torc
 
 
 def _torch_backbone(bundle: VerifiedBundle, cfg):
-    """The backbone as torch modules (for torch / tensorrt / bitsandbytes engines)."""
+    """The backbone as torch modules (for torch / torch-tensorrt / bitsandbytes engines)."""
     from edge.policy.components import LanguageComponent, VisionComponent
     from edge.policy.network import TinyVLANetwork
 
@@ -61,51 +61,39 @@ def _torch_backbone(bundle: VerifiedBundle, cfg):
     return VisionComponent(net).eval(), LanguageComponent(net).eval()
 
 
-def _onnx_runner(bundle: VerifiedBundle, entry: ComponentEntry, providers: list | None = None):
+def _onnx_runner(bundle: VerifiedBundle, name: str, entry: ComponentEntry, engine: str):
     """onnxruntime on the verified model bytes; a model with external data (`<file>.data`, also
     verified) is written with it to a private temporary directory, since onnxruntime reads
     external data by path."""
-    from edge.engines.onnx_engine import OnnxRunner
+    trt_cache = None
+    if engine == "onnxruntime-trt":
+        from edge.engines.cache import EngineCache, engine_key
 
+        # ORT's TensorRT EP manages its engine files itself: give it a device directory keyed by
+        # this ONNX file's verified sha256, so a bundle's engines are never another model's.
+        trt_cache = str(EngineCache().directory(engine_key(bundle.sha256(entry.file), name, {"ep": "tensorrt"})))
     data_file = f"{entry.file}.data"
     if data_file not in bundle.manifest.files:
-        return OnnxRunner(bundle.read(entry.file), providers=providers, name=entry.file)
+        return load_onnx(engine, bundle.read(entry.file), entry.file, trt_cache)
     with tempfile.TemporaryDirectory(prefix="tinyvla-onnx-") as private:
         for rel in (entry.file, data_file):
             (Path(private) / Path(rel).name).write_bytes(bundle.read(rel))
-        return OnnxRunner(Path(private) / Path(entry.file).name, providers=providers, name=entry.file)
+        return load_onnx(engine, Path(private) / Path(entry.file).name, entry.file, trt_cache)
 
 
-def _runner(name: str, entry: ComponentEntry, bundle: VerifiedBundle, torch_module, example_inputs):
-    if entry.engine == "onnxruntime":
-        return _onnx_runner(bundle, entry)
-    if entry.engine == "torch":
-        from edge.engines.torch_engine import TorchRunner
-
-        return TorchRunner(torch_module, entry.precision)
-    from edge.engines.cache import EngineCache, engine_key
-
-    if entry.engine == "tensorrt" and entry.file.endswith(".onnx"):
-        # ORT's TensorRT EP manages its engine files itself: give it a device directory keyed by
-        # this ONNX file's verified sha256, so a bundle's engines are never another model's.
-        cache = EngineCache().directory(engine_key(bundle.sha256(entry.file), name, {"ep": "tensorrt"}))
-        trt = ("TensorrtExecutionProvider", {"trt_int8_enable": True, "trt_fp16_enable": True,
-                                             "trt_engine_cache_enable": True, "trt_engine_cache_path": str(cache)})
-        return _onnx_runner(bundle, entry, providers=[trt, "CUDAExecutionProvider", "CPUExecutionProvider"])
-    if entry.engine == "tensorrt":
-        from edge.engines.tensorrt_engine import TensorRTRunner
-
-        return TensorRTRunner(torch_module, entry.precision, example_inputs, bundle.sha256(entry.file), name)
-    from edge.engines.bnb_engine import to_llm_int8
-    from edge.engines.torch_engine import TorchRunner
-
-    return TorchRunner(to_llm_int8(torch_module, name), "fp16")
+def _runner(name: str, entry: ComponentEntry, bundle: VerifiedBundle, torch_module, example_inputs, builder: bool):
+    """The component's runner, by the engine table (the manifest already mapped older names);
+    `builder`: the workstation's stand-in engine (`builder_stand_in`)."""
+    engine = builder_stand_in(entry.engine) if builder else entry.engine
+    if ENGINES[engine].file_kind == ONNX:
+        return _onnx_runner(bundle, name, entry, engine)
+    return load_torch(engine, torch_module, entry.precision, example_inputs, bundle.sha256(entry.file), name)
 
 
 class BundlePredictor:
     """A verified bundle as a `ChunkPredictor`: preprocess → vision → language → K-step head."""
 
-    def __init__(self, bundle: VerifiedBundle, seed: int = 0):
+    def __init__(self, bundle: VerifiedBundle, seed: int = 0, builder: bool = False):
         self.directory, self.manifest = bundle.directory, bundle.manifest
         manifest = bundle.manifest
         self.config, self.stats, self.image_settings, self.tokenizer = policy_from_metadata(
@@ -127,14 +115,14 @@ class BundlePredictor:
         except RuntimeError as e:  # missing, unexpected or mis-shaped keys
             raise BundleError(f"{manifest.head.file}: does not match the config: {str(e).splitlines()[0][:200]}") from e
         self.head.eval()
-        needs_torch = any(c.engine != "onnxruntime" for c in manifest.components.values())
+        needs_torch = any(ENGINES[c.engine].file_kind != ONNX for c in manifest.components.values())
         vision_mod, language_mod = _torch_backbone(bundle, cfg) if needs_torch else (None, None)
         cams, s, tokens = cfg.num_cameras, cfg.vision.image_size, cfg.image_tokens
         px = torch.zeros(cams, 3, s, s)
         img = torch.zeros(1, tokens, cfg.language.hidden_size)
         suffix = torch.zeros(1, self.max_prompt_tokens, dtype=torch.long)
-        self.vision = _runner("vision", manifest.components["vision"], bundle, vision_mod, [px])
-        self.language = _runner("language", manifest.components["language"], bundle, language_mod, [self.prefix_ids, img, suffix])
+        self.vision = _runner("vision", manifest.components["vision"], bundle, vision_mod, [px], builder)
+        self.language = _runner("language", manifest.components["language"], bundle, language_mod, [self.prefix_ids, img, suffix], builder)
         self._generator = torch.Generator().manual_seed(seed)
         with torch.inference_mode():
             self._step_features = self.head.step_features(self.sampler.timesteps)
@@ -196,14 +184,14 @@ def _tokenizer_bytes(bundle: VerifiedBundle) -> bytes:
 
 
 def load_predictor(directory: Path, seed: int = 0, require_engines: bool = True) -> BundlePredictor:
-    """Verify the bundle, check its engines can run here (unless the builder asks not to: the
-    quantize stage measures a bundle on the workstation), and build its predictor from the
-    verified bytes."""
+    """Verify the bundle, check its engines can run here, and build its predictor from the
+    verified bytes. `require_engines=False` is the builder's: the quantize stage measures a
+    bundle on the workstation, with ONNX components on onnxruntime-cpu (`builder_stand_in`)."""
     with open_verified(Path(directory)) as bundle:
         if require_engines:
             check_engines(bundle.manifest)
         try:
-            return BundlePredictor(bundle, seed)
+            return BundlePredictor(bundle, seed, builder=not require_engines)
         except EdgeError:
             raise
         except (ValueError, RuntimeError) as e:  # shapes or values the config allows but torch refuses

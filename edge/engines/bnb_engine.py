@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import torch
 
-from edge.engines import require_engine
+from edge.engines.table import require
 
 
 def to_llm_int8(module: torch.nn.Module, component: str) -> torch.nn.Module:
     """Replace every nn.Linear with bitsandbytes' Linear8bitLt (weights quantized on .cuda())."""
-    require_engine("bitsandbytes", component)
+    require("bitsandbytes", component)
     import bitsandbytes as bnb
 
     for name, child in list(module.named_children()):

@@ -10,14 +10,25 @@ import torch
 from edge.errors import BundleError
 
 
-def available_providers() -> list[str]:
-    import onnxruntime as ort
+def _provider_name(provider) -> str:
+    return provider[0] if isinstance(provider, tuple) else provider
 
-    return ort.get_available_providers()
+
+def _check_provider(wanted: str, got: list[str], label: str, stage: str) -> None:
+    """Refuse in one line when the provider a bundle asked for is not one onnxruntime runs:
+    onnxruntime itself drops an unavailable provider silently and runs the model on the CPU."""
+    if wanted not in got:
+        from edge.engines.table import ORT_GPU_WHEEL
+
+        raise BundleError(f"{label}: needs onnxruntime's {wanted}, but {stage} only {', '.join(got) or 'none'} "
+                          f"(refusing to run it elsewhere): install {ORT_GPU_WHEEL}")
 
 
 class OnnxRunner:
-    """An ONNX model on onnxruntime; inputs in the model's input order."""
+    """An ONNX model on onnxruntime; inputs in the model's input order.
+
+    With `providers` given, the first is required: refused when this onnxruntime does not have it
+    and again when the built session does not run it. Without, CUDA when available, else CPU."""
 
     def __init__(self, model: Path | bytes, threads: int | None = None, providers: list | None = None,
                  optimized_model: Path | None = None, name: str | None = None):
@@ -38,15 +49,21 @@ class OnnxRunner:
             options.intra_op_num_threads = threads
         if optimized_model:
             options.optimized_model_filepath = str(optimized_model)
+        label = name or (Path(model).name if not isinstance(model, bytes) else "ONNX model")
         chosen = providers or [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in ort.get_available_providers()]
+        required = _provider_name(chosen[0]) if providers else None
+        if required:
+            _check_provider(required, ort.get_available_providers(), label, "this onnxruntime has")
         try:
             # Common-subexpression elimination merges a QDQ model's dedicated Q/DQ pairs back into
             # shared ones, which stops QLinearMatMul fusion for q/k/v (see quantize/int8.py).
             self.session = ort.InferenceSession(model if isinstance(model, bytes) else str(model), options, providers=chosen,
                                                 disabled_optimizers=["CommonSubexpressionElimination"])
         except Exception as e:  # onnxruntime raises its own exception types
-            label = name or (Path(model).name if not isinstance(model, bytes) else "ONNX model")
             raise BundleError(f"{label}: onnxruntime cannot load it: {(str(e).strip().splitlines() or [type(e).__name__])[0][:200]}") from e
+        if required:
+            _check_provider(required, self.session.get_providers(), label, "the session runs")
+        self.providers = self.session.get_providers()
         self.inputs = [(i.name, i.shape) for i in self.session.get_inputs()]
 
     def __call__(self, *inputs: torch.Tensor) -> torch.Tensor:

@@ -12,7 +12,7 @@ import io
 
 import torch
 
-from edge.engines import require_engine
+from edge.engines.table import require
 from edge.engines.cache import EngineCache, engine_key
 from edge.engines.torch_engine import DTYPES
 
@@ -31,7 +31,7 @@ class TensorRTRunner:
 
     def __init__(self, module: torch.nn.Module, precision: str, example_inputs: list[torch.Tensor],
                  weights_sha256: str, component: str, cache: EngineCache | None = None):
-        require_engine("tensorrt", component)
+        require("torch-tensorrt", component)
         import torch_tensorrt
 
         cache = cache or EngineCache()

@@ -91,11 +91,11 @@ def test_missing_and_extra_files_and_schema(int8_bundle, tmp_path):
 
 def test_engine_unavailable_is_named(int8_bundle, tmp_path, monkeypatch):
     out, _ = int8_bundle
-    import edge.engines as engines
+    import edge.engines.table as table
 
-    real = engines.importlib.util.find_spec
-    monkeypatch.setattr(engines.importlib.util, "find_spec", lambda n: None if n == "onnxruntime" else real(n))
-    with pytest.raises(BundleError, match=r"vision: engine onnxruntime needs onnxruntime: pip install 'tinyvla-edge\[quantize\]'"):
+    real = table.importlib.util.find_spec
+    monkeypatch.setattr(table.importlib.util, "find_spec", lambda n: None if n == "onnxruntime" else real(n))
+    with pytest.raises(BundleError, match=r"vision: engine onnxruntime-cpu needs the Python module onnxruntime: pip install 'tinyvla-edge\[quantize\]'"):
         load_predictor(out)
 
 
