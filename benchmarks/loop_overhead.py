@@ -42,8 +42,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from drivers.camera import open_camera  # noqa: E402
 from drivers.errors import DeviceTimeoutError  # noqa: E402
-from drivers.recording import record_synthetic  # noqa: E402
-from drivers.serial_arm import SerialArm  # noqa: E402
+from drivers.camera.recording import record_synthetic  # noqa: E402
+from drivers.arm.serial_arm import SerialArm  # noqa: E402
 from edge.config import ArmSpec, InstallSpec  # noqa: E402
 from edge.runtime.loop import ControlLoop, LoopSettings  # noqa: E402
 from edge.runtime.pacing import now, sleep_until  # noqa: E402

@@ -19,7 +19,7 @@ from drivers.errors import (
     IncompatibleFirmware,
     ProtocolError,
 )
-from drivers.serial_arm import SerialArm
+from drivers.arm.serial_arm import SerialArm
 
 
 def probe_camera(spec: str, seconds: float = 2.0) -> dict:

@@ -19,8 +19,8 @@ from typing import Callable, Sequence
 
 from drivers.camera import Camera, Frame, open_camera
 from drivers.errors import DeviceTimeoutError
-from drivers.serial_arm import SerialArm
-from drivers.sim_arm import SimArm
+from drivers.arm.serial_arm import SerialArm
+from drivers.sim.sim_arm import SimArm
 from edge.config import load_profile
 from edge.runtime.episode_log import EpisodeLog
 from edge.runtime.export import export_log

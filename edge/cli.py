@@ -110,7 +110,7 @@ def capture(
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
     """Save frames from a camera or recording."""
-    from drivers.capture import capture as capture_frames, render_capture_summary
+    from drivers.camera.capture import capture as capture_frames, render_capture_summary
 
     emit(capture_frames(camera, frames, output), as_json, render_capture_summary)
 
@@ -191,7 +191,7 @@ def sim_arm(
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
     """The serial arm firmware emulator on a pseudo-terminal."""
-    from drivers.sim_arm import render_sim_arm_ready, render_sim_arm_summary, serve_sim_arm
+    from drivers.sim.sim_arm import render_sim_arm_ready, render_sim_arm_summary, serve_sim_arm
 
     ready = lambda info: emit(info, as_json, render_sim_arm_ready)  # noqa: E731 - printed before blocking
     summary = serve_sim_arm(dof=dof, space=space, link=link, log=log, faults=fault or (), on_ready=ready)

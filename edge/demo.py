@@ -1,7 +1,7 @@
 """`tinyvla-edge demo`: the whole path on embedded defaults, with nothing but this repository.
 
 1. build the tiny TinyVLA-layout training output (edge.policy.tiny);
-2. record synthetic frames into a RealSense recording with the real SDK (drivers.recording);
+2. record synthetic frames into a RealSense recording with the real SDK (drivers.camera.recording);
 3. quantize the training output into a bundle under the `cpu-dev` profile (int8 backbone,
    calibrated on that recording; the profile's distilled K-step head);
 4. run the control loop (`edge.runtime.run`) on the recording, against the firmware emulator
@@ -72,7 +72,7 @@ def _build_training_output(directory: Path) -> None:
 
 
 def _build_recording(directory: Path) -> None:
-    from drivers.recording import record_synthetic
+    from drivers.camera.recording import record_synthetic
 
     directory.mkdir(parents=True, exist_ok=True)
     width, height = RECORDING_SIZE

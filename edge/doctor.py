@@ -299,7 +299,7 @@ _ARM_FIXES = {
 def arm_checks(probe: dict, rate_hz: float) -> list[Check]:
     """The arm probe against the spec and the control rate: what it declared, its state, its
     reply time, whether the tick's exchange fits and feeds its watchdog."""
-    from drivers.serial_arm import ReplyTime
+    from drivers.arm.serial_arm import ReplyTime
     from edge.runtime.startup import RunRefused, check_reply_time, check_watchdog, plan_link_timing
 
     if not probe["ok"]:
@@ -350,8 +350,8 @@ def _arm_info(info: dict):
 
 def arm_conformance_checks(port: str, baud: int) -> list[Check]:
     """The full conformance check as doctor rows (it moves one axis: a bench, not people)."""
-    from drivers.arm_conformance import run_arm_conformance
-    from drivers.serial_arm import SerialArm
+    from drivers.arm.conformance import run_arm_conformance
+    from drivers.arm.serial_arm import SerialArm
 
     rows = run_arm_conformance(lambda: SerialArm(port, baud, timeout_s=0.5), port=port, baud=baud)
     status = {"pass": "pass", "fail": "fail", "skip": "skip", "not run": "skip"}

@@ -206,7 +206,7 @@ def _calibration(policy, names, resolution, directory, recording):
 
 def _frames_from_recording(recording: Path, names: list[str], frames: int = 16) -> Path:
     """Play a RealSense recording through the camera driver into a calibration directory."""
-    from drivers.capture import capture
+    from drivers.camera.capture import capture
 
     out = Path(tempfile.mkdtemp(prefix="tinyvla-calib-"))
     capture({name: f"recording:{recording}" for name in names}, frames, out)

@@ -99,8 +99,8 @@ def _arm(kind: str, profile: Profile, predictor):
     if kind == "none":
         yield None, None
         return
-    from drivers.serial_arm import SerialArm
-    from drivers.sim_arm import SimArm
+    from drivers.arm.serial_arm import SerialArm
+    from drivers.sim.sim_arm import SimArm
     from edge.runtime.safety import SafetyLayer, SafetyLimits
     from edge.runtime.startup import arm_requirement
 

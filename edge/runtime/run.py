@@ -28,7 +28,7 @@ import numpy as np
 from drivers.arm import ArmInfo
 from drivers.camera import Camera, open_camera
 from drivers.errors import DeviceTimeoutError
-from drivers.serial_arm import SerialArm
+from drivers.arm.serial_arm import SerialArm
 from edge.config import InstallSpec, Profile, load_profile
 from edge.errors import EdgeError
 from edge.runtime.cpus import CpuPlan, run_on

@@ -1,7 +1,7 @@
 """The arm firmware emulator in a child process, for `run --arm sim`, the demo and benchmarks.
 
 A real arm is another device: its firmware does not share our interpreter (or its GIL). Running
-`drivers.sim_arm` in its own process keeps the serial round trip as it would be on hardware.
+`drivers.sim.sim_arm` in its own process keeps the serial round trip as it would be on hardware.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from drivers.errors import DriverError
 
 _SERVE = """
 import json, os, signal, sys, threading
-from drivers.sim_arm import serve_sim_arm
+from drivers.sim.sim_arm import serve_sim_arm
 options = json.loads(sys.argv[1])
 stop = threading.Event()
 signal.signal(signal.SIGTERM, lambda *_: stop.set())

@@ -13,10 +13,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from drivers import serial_protocol as sp
+from drivers.arm import protocol as sp
 from drivers.arm import ArmInfo, ArmState
-from drivers.serial_arm import ReplyTime, attempt_timeout_s
-from drivers.camera_configs import CameraConfig, parse_camera_spec, split_named_spec
+from drivers.arm.serial_arm import ReplyTime, attempt_timeout_s
+from drivers.camera.configs import CameraConfig, parse_camera_spec, split_named_spec
 from edge.config import Profile
 from edge.errors import EdgeError
 from edge.runtime.safety import SafetyLimits

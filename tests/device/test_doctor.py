@@ -107,9 +107,9 @@ def _context(camera=None, arm=None) -> DoctorContext:
 
 def test_arm_handshake_through_the_serial_probe():
     try:
-        from drivers.sim_arm import SimArm
+        from drivers.sim.sim_arm import SimArm
     except ImportError:
-        pytest.skip("drivers.sim_arm not available")
+        pytest.skip("drivers.sim.sim_arm not available")
     with SimArm() as sim:
         check = check_arm(_context(arm=sim.port))[0]
     assert check.status == _probe_expected(), check

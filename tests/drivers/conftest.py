@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from drivers.sim_arm import SimArm
+from drivers.sim.sim_arm import SimArm
 
 FIXTURES = Path(__file__).parent / "fixtures"
 RECORDED_FRAMES = 30
@@ -25,7 +25,7 @@ def rs():
 @pytest.fixture(scope="session")
 def db3_recording(rs, tmp_path_factory) -> Path:
     """A paced 30-frame color + depth recording written by the installed librealsense (1 s)."""
-    from drivers.recording import record_synthetic
+    from drivers.camera.recording import record_synthetic
 
     path = tmp_path_factory.mktemp("recordings") / "synthetic.db3"
     return record_synthetic(

@@ -8,10 +8,10 @@ from typing import Sequence
 import pytest
 
 from drivers.arm import Arm, TargetResult
-from drivers.arm_conformance import (
+from drivers.arm.conformance import (
     ARM_CHECKS, WIRE_CHECKS, ArmConformanceError, check_arm_conformance, run_arm_conformance,
 )
-from drivers.serial_arm import SerialArm
+from drivers.arm.serial_arm import SerialArm
 from edge.runtime.sim_process import SimArmProcess
 
 from .protocols import implements

@@ -29,11 +29,21 @@ def _imported_roots(source: str) -> set[str]:
 
 def test_no_drivers_source_imports_torch_edge_or_quantize():
     offenders = {
-        path.name: sorted(_imported_roots(path.read_text()) & FORBIDDEN) for path in sorted(DRIVERS.rglob("*.py"))
+        str(path.relative_to(DRIVERS)): sorted(_imported_roots(path.read_text()) & FORBIDDEN)
+        for path in sorted(DRIVERS.rglob("*.py"))
     }
     offenders = {name: found for name, found in offenders.items() if found}
     assert not offenders, f"drivers modules import forbidden packages: {offenders}"
-    assert {p.name for p in DRIVERS.rglob("*.py")} >= {"camera.py", "serial_arm.py", "realsense.py"}
+    scanned = {str(p.relative_to(DRIVERS)) for p in DRIVERS.rglob("*.py")}
+    assert scanned >= {"camera/base.py", "arm/serial_arm.py", "camera/realsense.py", "sim/firmware.py"}
+
+
+def test_drivers_is_laid_out_by_concern():
+    # One subpackage per concern (cameras, arms, the simulated arm); only shared errors and the
+    # device probe sit at the top.
+    top = sorted(p.name for p in DRIVERS.glob("*.py"))
+    assert top == ["__init__.py", "errors.py", "probe.py"]
+    assert {p.name for p in DRIVERS.iterdir() if p.is_dir() and p.name != "__pycache__"} == {"arm", "camera", "sim"}
 
 
 def test_the_source_scan_catches_lazy_imports():
@@ -54,7 +64,7 @@ def test_importing_every_drivers_module_loads_neither_torch_nor_the_realsense_sd
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=DRIVERS.parent)
     assert proc.returncode == 0, proc.stderr
     result = json.loads(proc.stdout)
-    assert "drivers.serial_arm" in result["modules"] and "drivers.realsense" in result["modules"]
+    assert "drivers.arm.serial_arm" in result["modules"] and "drivers.camera.realsense" in result["modules"]
     assert result == {**result, "torch": False, "pyrealsense2": False, "edge": False}
 
 

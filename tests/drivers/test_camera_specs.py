@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from drivers.camera import (
+from drivers.camera.base import (
     CAMERA_FACTORIES,
     RealSenseConfig,
     RecordingConfig,

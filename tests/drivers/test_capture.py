@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from drivers.capture import capture, render_capture_summary
+from drivers.camera.capture import capture, render_capture_summary
 from drivers.errors import DriverError, SpecError
-from drivers.synthetic import synthetic_pattern
+from drivers.camera.synthetic import synthetic_pattern
 
 from .conftest import RECORDED_FRAMES, RECORDED_GAP, RECORDED_SIZE
 

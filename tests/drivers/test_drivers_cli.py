@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from drivers.serial_arm import SerialArm
+from drivers.arm.serial_arm import SerialArm
 from edge.cli import main
 
 REPO = Path(__file__).resolve().parents[2]

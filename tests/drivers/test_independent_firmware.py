@@ -8,10 +8,10 @@ import json
 
 import pytest
 
-from drivers.arm_conformance import ARM_CHECKS, WIRE_CHECKS, run_arm_conformance
+from drivers.arm.conformance import ARM_CHECKS, WIRE_CHECKS, run_arm_conformance
 from drivers.probe import probe_arm
-from drivers.serial_arm import SerialArm
-from drivers.sim_arm import SimArm
+from drivers.arm.serial_arm import SerialArm
+from drivers.sim.sim_arm import SimArm
 from edge.cli import main
 from edge.doctor import arm_checks
 

@@ -10,8 +10,8 @@ import pytest
 
 from drivers.camera import RecordingConfig, open_camera
 from drivers.errors import CameraNotFound, CameraStalled, DriverError, SpecError
-from drivers.realsense import select_serial, start_with_retries
-from drivers.synthetic import SQUARE_MM, square_box, synthetic_pattern
+from drivers.camera.realsense import select_serial, start_with_retries
+from drivers.camera.synthetic import SQUARE_MM, square_box, synthetic_pattern
 
 from .conftest import FIXTURES, RECORDED_FRAMES, RECORDED_GAP, RECORDED_SIZE
 
@@ -35,7 +35,7 @@ def _sdk_version(rs) -> tuple[int, ...]:
 
 
 def test_installed_librealsense_records_db3(rs, tmp_path):
-    from drivers.recording import record_synthetic
+    from drivers.camera.recording import record_synthetic
 
     if _sdk_version(rs) < (2, 57):
         pytest.skip("librealsense < 2.57 records .bag")
@@ -124,7 +124,7 @@ def test_bag_recordings_play_too(rs):
 
 
 def test_recording_without_depth(rs, tmp_path):
-    from drivers.recording import record_synthetic
+    from drivers.camera.recording import record_synthetic
 
     path = record_synthetic(tmp_path / "color.db3", frames=3, width=16, height=12, depth=False, pace=False)
     with open_camera(RecordingConfig(path, real_time=False), "c") as camera:
@@ -186,7 +186,7 @@ def test_start_retries_with_a_hardware_reset_before_the_last_try():
 
 
 def test_connected_usb_devices_are_listed_without_hubs(tmp_path):
-    from drivers.realsense import describe_usb_devices
+    from drivers.camera.realsense import describe_usb_devices
 
     for name, vendor, product, cls, label in [
         ("1-1", "8086", "0b07", "ef", "Intel(R) RealSense(TM) Depth Camera 435"),

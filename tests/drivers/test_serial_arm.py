@@ -20,9 +20,9 @@ from drivers.errors import (
     PortBusy,
     PortNotFound,
 )
-from drivers.serial_arm import SerialArm
-from drivers.serial_protocol import float32
-from drivers.sim_arm import SimArm
+from drivers.arm.serial_arm import SerialArm
+from drivers.arm.protocol import float32
+from drivers.sim.sim_arm import SimArm
 
 SLACK_S = 0.25  # scheduling slack on a loaded machine, on top of a call's own timeout
 

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from drivers import serial_protocol as sp
+from drivers.arm import protocol as sp
 from drivers.errors import ProtocolError
 
 # -- CRC and COBS against published vectors ------------------------------------------------------

@@ -4,8 +4,8 @@ target must still be applied, not ACKed as a retransmission. Real pyserial, real
 
 from __future__ import annotations
 
-from drivers import serial_protocol as sp
-from drivers.serial_arm import SerialArm
+from drivers.arm import protocol as sp
+from drivers.arm.serial_arm import SerialArm
 
 TARGET_A = (0.1, 0.0, 0.5)
 TARGET_B = (0.2, 0.0, 0.5)

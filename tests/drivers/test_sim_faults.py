@@ -7,7 +7,7 @@ import random
 import pytest
 
 from drivers.errors import SpecError
-from drivers.sim_faults import Fault, FaultInjector, FaultKind, parse_faults
+from drivers.sim.faults import Fault, FaultInjector, FaultKind, parse_faults
 
 
 @pytest.mark.parametrize(

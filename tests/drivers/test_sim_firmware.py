@@ -6,9 +6,9 @@ import math
 
 import pytest
 
-from drivers import serial_protocol as sp
+from drivers.arm import protocol as sp
 from drivers.errors import DriverError
-from drivers.sim_firmware import ArmFirmware, FirmwareConfig
+from drivers.sim.firmware import ArmFirmware, FirmwareConfig
 
 
 def _firmware(events=None, **overrides) -> ArmFirmware:

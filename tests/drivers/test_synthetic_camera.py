@@ -9,8 +9,8 @@ import pytest
 
 from drivers.camera import Camera, Frame, SyntheticConfig, open_camera
 from drivers.errors import CameraStalled, NotConnectedError
-from drivers.synthetic import SQUARE_MM, SyntheticSource, square_box, synthetic_pattern
-from drivers.threaded_camera import ThreadedCamera
+from drivers.camera.synthetic import SQUARE_MM, SyntheticSource, square_box, synthetic_pattern
+from drivers.camera.threaded import ThreadedCamera
 
 from .protocols import implements
 

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from drivers.camera import open_camera
-from drivers.recording import record_synthetic
-from drivers.serial_arm import SerialArm
-from drivers.sim_arm import SimArm
+from drivers.camera.recording import record_synthetic
+from drivers.arm.serial_arm import SerialArm
+from drivers.sim.sim_arm import SimArm
 from edge.config import ArmSpec
 from edge.policy.predictor import TorchPredictor
 from edge.runtime.audit import audit_arm_log

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from drivers.sim_arm import SimArm
+from drivers.sim.sim_arm import SimArm
 from edge.cli import main
 from edge.runtime.audit import audit_arm_log
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 import time
 
-from drivers.serial_arm import SerialArm
-from drivers.sim_arm import SimArm
+from drivers.arm.serial_arm import SerialArm
+from drivers.sim.sim_arm import SimArm
 from edge.config import ArmSpec
 from edge.runtime.safety import SafetyLayer, SafetyLimits
 from edge.runtime.shutdown import ShutdownAction, leave_arm_safe

@@ -8,11 +8,11 @@ import signal
 
 import pytest
 
-from drivers import serial_protocol as sp
+from drivers.arm import protocol as sp
 from drivers.arm import ArmInfo, ArmState
-from drivers.camera_configs import RecordingConfig, SyntheticConfig
-from drivers.serial_arm import ReplyTime, attempt_timeout_s
-from drivers.sim_arm import SimArm
+from drivers.camera.configs import RecordingConfig, SyntheticConfig
+from drivers.arm.serial_arm import ReplyTime, attempt_timeout_s
+from drivers.sim.sim_arm import SimArm
 from edge.cli import main
 from edge.config import ArmSpec, load_profile
 from edge.runtime.run import RunInterrupted, SignalStop

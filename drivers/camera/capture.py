@@ -20,7 +20,7 @@ from typing import Mapping, Sequence
 
 from PIL import Image
 
-from drivers.camera import Camera, Frame, RecordingConfig, open_camera, parse_named_specs
+from drivers.camera.base import Camera, Frame, RecordingConfig, open_camera, parse_named_specs
 from drivers.errors import CameraStalled, DriverError
 
 INDEX_FILE = "frames.jsonl"

@@ -14,7 +14,7 @@ from typing import Callable, Optional, Protocol
 
 import numpy as np
 
-from drivers.camera_configs import (
+from drivers.camera.configs import (
     CAMERA_SPEC_SYNTAX,
     CameraConfig,
     RealSenseConfig,
@@ -137,23 +137,23 @@ class Camera(Protocol):
 
 
 def _open_synthetic(config: SyntheticConfig, name: str) -> Camera:
-    from drivers.synthetic import SyntheticSource
-    from drivers.threaded_camera import ThreadedCamera
+    from drivers.camera.synthetic import SyntheticSource
+    from drivers.camera.threaded import ThreadedCamera
 
     return ThreadedCamera(name, SyntheticSource(config, name))
 
 
 def _open_realsense(config: RealSenseConfig, name: str) -> Camera:
-    from drivers.realsense import RealSenseSource
-    from drivers.threaded_camera import ThreadedCamera
+    from drivers.camera.realsense import RealSenseSource
+    from drivers.camera.threaded import ThreadedCamera
 
     # The first frame can take seconds after a hardware reset; the source itself waits for it.
     return ThreadedCamera(name, RealSenseSource(config, name), first_frame_timeout_s=config.first_frame_timeout_s)
 
 
 def _open_recording(config: RecordingConfig, name: str) -> Camera:
-    from drivers.realsense import RealSenseSource
-    from drivers.threaded_camera import ThreadedCamera
+    from drivers.camera.realsense import RealSenseSource
+    from drivers.camera.threaded import ThreadedCamera
 
     return ThreadedCamera(name, RealSenseSource(config, name), lockstep=not config.real_time)
 

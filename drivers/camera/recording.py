@@ -13,10 +13,10 @@ from typing import Iterable
 
 import numpy as np
 
-from drivers.camera_configs import RECORDING_SUFFIXES
+from drivers.camera.configs import RECORDING_SUFFIXES
 from drivers.errors import DriverError
-from drivers.realsense import import_pyrealsense2, one_line
-from drivers.synthetic import DEPTH_SCALE_M, synthetic_pattern
+from drivers.camera.realsense import import_pyrealsense2, one_line
+from drivers.camera.synthetic import DEPTH_SCALE_M, synthetic_pattern
 
 
 def _intrinsics(rs, width: int, height: int):

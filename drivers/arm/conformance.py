@@ -27,11 +27,11 @@ from typing import Callable
 
 import serial
 
-from drivers import serial_protocol as sp
-from drivers.arm import Arm, ArmInfo, ArmState, RejectReason
+from drivers.arm import protocol as sp
+from drivers.arm.base import Arm, ArmInfo, ArmState, RejectReason
 from drivers.errors import DriverError, NotConnectedError
-from drivers.serial_port import open_serial
-from drivers.serial_arm import state_transfer_s, time_replies
+from drivers.arm.serial_port import open_serial
+from drivers.arm.serial_arm import state_transfer_s, time_replies
 
 ARM_CHECKS = (
     "not connected before connect",

@@ -3,7 +3,7 @@
 The runtime talks to `Arm`, never to a concrete class. `SerialArm` (our serial protocol v1) is
 the first implementation; a bus-servo arm (Feetech STS/SCS on SO-100/SO-101, Dynamixel) can be a
 second one by implementing these methods: nothing here mentions bytes, ports or registers.
-Any implementation can prove itself with `drivers.arm_conformance.check_arm_conformance`.
+Any implementation can prove itself with `drivers.arm.conformance.check_arm_conformance`.
 """
 
 from __future__ import annotations

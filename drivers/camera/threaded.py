@@ -16,7 +16,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Optional, Protocol
 
-from drivers.camera import CameraInfo, CameraStats, Frame
+from drivers.camera.base import CameraInfo, CameraStats, Frame
 from drivers.errors import CameraStalled, DriverError, NotConnectedError
 
 STALL_PERIODS = 2.0  # no frame for this many frame periods is a stall

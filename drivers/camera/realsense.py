@@ -15,10 +15,10 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from drivers.camera import CameraInfo, Frame
-from drivers.camera_configs import RealSenseConfig, RecordingConfig
+from drivers.camera.base import CameraInfo, Frame
+from drivers.camera.configs import RealSenseConfig, RecordingConfig
 from drivers.errors import CameraNotFound, DriverError
-from drivers.threaded_camera import EndOfStream
+from drivers.camera.threaded import EndOfStream
 
 INSTALL_HINT = "pip install 'tinyvla-edge[realsense]'"
 RESET_SETTLE_S = 10.0  # how long a camera may take to re-enumerate after hardware_reset

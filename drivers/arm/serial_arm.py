@@ -23,8 +23,8 @@ from typing import Callable, Iterator, Sequence
 
 import serial
 
-from drivers import serial_protocol as sp
-from drivers.arm import ArmInfo, ArmState, RejectReason, TargetResult
+from drivers.arm import protocol as sp
+from drivers.arm.base import ArmInfo, ArmState, RejectReason, TargetResult
 from drivers.errors import (
     DeviceTimeoutError,
     DriverError,
@@ -34,7 +34,7 @@ from drivers.errors import (
     PermissionDenied,
     PortNotFound,
 )
-from drivers.serial_port import enable_low_latency, open_serial
+from drivers.arm.serial_port import enable_low_latency, open_serial
 
 _REJECT_REASONS = {
     sp.NakReason.BAD_CRC: RejectReason.CORRUPTED,

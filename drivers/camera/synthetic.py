@@ -11,8 +11,8 @@ from functools import lru_cache
 
 import numpy as np
 
-from drivers.camera import CameraInfo, Frame
-from drivers.camera_configs import SyntheticConfig
+from drivers.camera.base import CameraInfo, Frame
+from drivers.camera.configs import SyntheticConfig
 
 DEPTH_SCALE_M = 0.001  # depth units: millimeters, as RealSense D4xx cameras default to
 BACKGROUND_NEAR_MM, BACKGROUND_FAR_MM = 800, 1200  # a tilted plane, far at the top

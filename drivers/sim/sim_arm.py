@@ -18,17 +18,17 @@ import tty
 from pathlib import Path
 from typing import Callable, Iterable
 
-from drivers import serial_protocol as sp
+from drivers.arm import protocol as sp
 from drivers.errors import DriverError
-from drivers.sim_faults import Fault, FaultInjector, parse_faults
-from drivers.sim_firmware import ArmFirmware, FirmwareConfig
+from drivers.sim.faults import Fault, FaultInjector, parse_faults
+from drivers.sim.firmware import ArmFirmware, FirmwareConfig
 
 
 class SimArm:
     """An emulated arm behind a pty. `start()` returns the device path; `stop()` ends it.
 
     log: JSON-lines file receiving every accepted target and every NAK.
-    faults: Fault objects or spec strings (see drivers.sim_faults), armed at start().
+    faults: Fault objects or spec strings (see drivers.sim.faults), armed at start().
     link: a symlink kept pointing at the current pty (it changes across an unplug).
     baud: if set, a host that configured another speed gets garbled bytes, as on a real UART.
     """

@@ -19,7 +19,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Callable
 
-from drivers import serial_protocol as sp
+from drivers.arm import protocol as sp
 from drivers.errors import DriverError
 
 DEFAULT_AXIS_LIMIT = math.pi
