@@ -15,7 +15,8 @@ import numpy as np
 
 from drivers.camera_configs import RECORDING_SUFFIXES
 from drivers.errors import DriverError
-from drivers.realsense import import_pyrealsense2, one_line
+from drivers.realsense import one_line
+from drivers.realsense_import import import_pyrealsense2
 from drivers.synthetic import DEPTH_SCALE_M, synthetic_pattern
 
 

@@ -250,6 +250,22 @@ def check_arm(ctx: DoctorContext) -> list[Check]:
     return [_from_probe("arm", result, f"check the baud rate ({baud}) and the arm's firmware")]
 
 
+def check_realsense_libusb(ctx: DoctorContext) -> list[Check]:
+    """Whether pyrealsense2 imports here, and which libusb it uses (the system's or libusb-package's)."""
+    from importlib.util import find_spec
+
+    from drivers.realsense_import import INSTALL_HINT, RealSenseImportError, import_pyrealsense2, load_libusb
+
+    if find_spec("pyrealsense2") is None:
+        return [Check("realsense", "skip", f"pyrealsense2 is not installed (for RealSense cameras: {INSTALL_HINT})")]
+    try:
+        rs = import_pyrealsense2()
+    except RealSenseImportError as e:
+        wanted = bool(ctx.camera and ctx.camera.startswith("realsense"))
+        return [Check("realsense", "fail" if wanted else "warn", e.what, e.fix)]
+    return [Check("realsense", "pass", f"pyrealsense2 {getattr(rs, '__version__', '?')}, libusb: {load_libusb().detail}")]
+
+
 def _from_probe(name: str, result: dict, fix: str) -> Check:
     if result.get("ok"):
         facts = ", ".join(f"{k}={v}" for k, v in result.items()
@@ -375,8 +391,8 @@ def check_install(ctx: DoctorContext) -> list[Check]:
 
 
 CHECKS = (check_device, check_profile, check_python, check_torch, check_tensorrt, check_bitsandbytes,
-          check_onnxruntime, check_power, check_power_sensor, check_camera, check_arm, check_serial_conflicts,
-          check_memory_and_disk, check_install)
+          check_onnxruntime, check_power, check_power_sensor, check_realsense_libusb, check_camera, check_arm,
+          check_serial_conflicts, check_memory_and_disk, check_install)
 
 
 # ----------------------------------------------------------------------------- running
