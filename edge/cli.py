@@ -140,8 +140,10 @@ def run(
                          profile=profile_name, rate_hz=rate, duration_s=duration, max_ticks=ticks,
                          log_dir=log, dry_run=dry_run, clear_estop=clear_estop, inference_process=not inference_thread)
     report = run_policy(request, say=lambda text: typer.echo(text, err=True))
-    emit(report, as_json, render_report)
-    check_outcome(report)  # RunStopped (exit 3) after an ESTOP or an arm not confirmed safe
+    try:
+        emit(report, as_json, render_report)
+    finally:  # even when stdout cannot be written (a full disk), the arm's safety is told
+        check_outcome(report)  # RunStopped (exit 3) after an ESTOP or an arm not confirmed safe
 
 
 @app.command()
