@@ -227,7 +227,8 @@ class BundlePredictor:
         self.head = ConditionalUnet1D(cfg.language.hidden_size, h)
         self.head.load_state_dict(_load_state(directory / manifest.head.file, "embed_out."))
         self.head.eval()
-        needs_torch = any(c.engine != "onnxruntime" for c in manifest.components.values())
+        # ONNX components (onnxruntime, or tensorrt through ORT's TensorRT provider) need no torch modules.
+        needs_torch = any(not c.file.endswith(".onnx") for c in manifest.components.values())
         vision_mod, language_mod = _torch_backbone(directory, manifest, cfg) if needs_torch else (None, None)
         cams, s, tokens = cfg.num_cameras, cfg.vision.image_size, cfg.image_tokens
         px = torch.zeros(cams, 3, s, s)
