@@ -79,7 +79,6 @@ step "2. inspect: parity run" tinyvla-edge inspect "$CHECKPOINT" --observation o
 # here: a recording stands in for the cameras (the README's "or a RealSense recording")
 step "3. capture calibration frames" tinyvla-edge capture "${CAMERAS[@]}" --frames 64 --output calib/
 step "4. quantize for orin-nano-8gb" tinyvla-edge quantize "$CHECKPOINT" --profile orin-nano-8gb --calibration calib/ --output bundle/
-step "4. quantize --force replaces the bundle" tinyvla-edge quantize "$CHECKPOINT" --profile orin-nano-8gb --calibration calib/ --output bundle/ --force
 # here: bundle/ targets TensorRT (Jetson only), so the run uses the demo's cpu-dev bundle; the
 # README's line runs until Ctrl-C, here --duration ends it.
 step "5. run against the emulator (dry run)" tinyvla-edge run "$DEMO_BUNDLE" "${LOOPED[@]}" --arm sim --instruction "pick up the cup" --dry-run --duration 3

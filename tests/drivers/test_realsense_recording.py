@@ -253,3 +253,14 @@ def test_missing_library_names_the_shared_object():
     assert missing_library(error) == "libfoo.so.3"
     assert missing_library(ImportError("No module named 'x'")) is None
     assert "apt-file search libfoo.so.3" in library_fix("libfoo.so.3")
+
+
+def test_doctor_says_which_libusb_pyrealsense2_uses(rs):
+    from types import SimpleNamespace
+
+    from drivers.realsense_import import load_libusb
+    from edge.doctor import check_realsense_libusb
+
+    (check,) = check_realsense_libusb(SimpleNamespace(camera=None))
+    assert check.status == "pass" and check.detail.startswith(f"pyrealsense2 {rs.__version__}, libusb: ")
+    assert check.detail.endswith(load_libusb().detail) and load_libusb().origin in ("system", "libusb-package")
