@@ -131,6 +131,31 @@ def _head_entry(policy: Policy, steps: int, out: Path, head_state: dict, distill
             "sampler": sampler.describe()}
 
 
+class QuantizeTerminated(EdgeError):
+    """SIGTERM during quantize: temporary directories were removed, no bundle was written."""
+
+    exit_code = 128 + signal.SIGTERM
+
+
+@contextlib.contextmanager
+def _sigterm_as_exception():
+    """SIGTERM raises (in the main thread), so every `finally` and context manager cleans up on the
+    way out; Python's default would end the process with the temporary directories left behind."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def terminate(_signum, _frame):
+        raise QuantizeTerminated("SIGTERM received: quantize stopped, no bundle written")
+
+    previous = signal.signal(signal.SIGTERM, terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+@_sigterm_as_exception()
 def quantize_training_output(
     checkpoint: Path,
     profile: str,
@@ -147,14 +172,8 @@ def quantize_training_output(
     progress: bool = True,
 ) -> dict:
     """Build a bundle from a training output under a deployment profile; returns the summary."""
-    with _sigterm_as_exception():
-        return _quantize(checkpoint, profile, Path(output), base, calibration, calibration_recording, precision,
-                         head_steps, max_action_rmse, calibration_method, distill_iterations, force, progress)
-
-
-def _quantize(checkpoint, profile, output, base, calibration, calibration_recording, precision, head_steps,
-              max_action_rmse, calibration_method, distill_iterations, force, progress) -> dict:
     started = time.perf_counter()
+    output = Path(output)
     check_replaceable(output, force)
     prof = load_profile(profile)
     specs = component_specs(prof, precision)
@@ -227,30 +246,6 @@ def _frames_from_recording(recording: Path, names: list[str], out: Path, frames:
 
 CALIBRATION_TMP_PREFIX = "tinyvla-calib-"
 BUNDLE_DIR_MODE, BUNDLE_FILE_MODE = 0o755, 0o644
-
-
-class QuantizeTerminated(EdgeError):
-    """SIGTERM during quantize: temporary directories were removed, no bundle was written."""
-
-    exit_code = 128 + signal.SIGTERM
-
-
-@contextlib.contextmanager
-def _sigterm_as_exception():
-    """SIGTERM raises (in the main thread), so every `finally` and context manager cleans up on the
-    way out; Python's default would end the process with the temporary directories left behind."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def terminate(_signum, _frame):
-        raise QuantizeTerminated("SIGTERM received: quantize stopped, no bundle written")
-
-    previous = signal.signal(signal.SIGTERM, terminate)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 @contextlib.contextmanager
