@@ -143,15 +143,20 @@ def run(
                          log_dir=log, dry_run=dry_run, clear_estop=clear_estop, inference_process=not inference_thread,
                          base=base)
     report = run_policy(request, say=lambda text: typer.echo(text, err=True))
-    emit(report, as_json, render_report)
-    check_outcome(report)  # RunStopped (exit 3) after an ESTOP or an arm not confirmed safe
+    try:
+        emit(report, as_json, render_report)
+    finally:  # even when stdout cannot be written (a full disk), the arm's safety is told
+        check_outcome(report)  # RunStopped (exit 3) after an ESTOP or an arm not confirmed safe
 
 
 @app.command()
 def profile(
-    bundle: Optional[Path] = typer.Argument(None, help="Bundle directory (or a training output, run in torch fp32)."),
+    bundle: Optional[Path] = typer.Argument(None, help="Bundle directory (or a training output, run in torch fp32); "
+                                                       "without one, a random-weight bundle of --model is profiled."),
     base: Optional[Path] = typer.Option(None, "--base", help="Base VLM directory of a training output (overrides model_base)."),
     profile_names: list[str] = typer.Option([], "--profile", help="Deployment profile; repeat to compare several."),
+    model: Optional[str] = typer.Option(None, "--model", help="Without a BUNDLE: the published size to profile with "
+                                                              "random weights: tinyvla-s (default), tinyvla-b, tinyvla-h."),
     ticks: int = typer.Option(50, "--ticks", help="Measured ticks per profile."),
     warmup: int = typer.Option(10, "--warmup", help="Ticks run first and excluded (compilation, caches)."),
     camera: list[str] = typer.Option([], "--camera", help="Camera SPEC or NAME=SPEC (default: synthetic at the profile's size)."),
@@ -172,13 +177,20 @@ def profile(
         emit({"output": str(files.directory), "markdown": str(files.markdown), "json": str(files.json),
               "plots": [str(p) for p in files.plots], "runs": []}, as_json, render_profile)
         return
-    if bundle is None or not profile_names:
-        raise EdgeError("profile needs a BUNDLE and at least one --profile (or --compare FILES)")
-    from edge.profiling.measure import ProfileRequest, profile_bundle
+    if not profile_names:
+        raise EdgeError("profile needs at least one --profile (or --compare FILES)")
+    if bundle is not None and model is not None:
+        raise EdgeError("pass either a BUNDLE or --model, not both")
+    from edge.profiling.measure import ProfileRequest, profile_bundle, profile_published_model
+    from edge.profiling.published import DEFAULT_MODEL
 
     request = ProfileRequest(bundle=bundle, profiles=profile_names, ticks=ticks, warmup=warmup, cameras=camera,
                              arm=arm, set_power_mode=set_power_mode, power_source=power_source, base=base)
-    emit(profile_bundle(request, output), as_json, render_profile)
+    if bundle is None:
+        say = lambda text: typer.echo(text, err=True)  # noqa: E731 - build progress
+        emit(profile_published_model(model or DEFAULT_MODEL, request, output, say), as_json, render_profile)
+    else:
+        emit(profile_bundle(request, output), as_json, render_profile)
 
 
 @app.command("sim-arm")

@@ -361,6 +361,22 @@ def arm_conformance_checks(port: str, baud: int) -> list[Check]:
             for r in rows]
 
 
+def check_realsense_libusb(ctx: DoctorContext) -> list[Check]:
+    """Whether pyrealsense2 imports here, and which libusb it uses (the system's or libusb-package's)."""
+    from importlib.util import find_spec
+
+    from drivers.camera.realsense_import import INSTALL_HINT, RealSenseImportError, import_pyrealsense2, load_libusb
+
+    if find_spec("pyrealsense2") is None:
+        return [Check("realsense", "skip", f"pyrealsense2 is not installed (for RealSense cameras: {INSTALL_HINT})")]
+    try:
+        rs = import_pyrealsense2()
+    except RealSenseImportError as e:
+        wanted = bool(ctx.camera and ctx.camera.startswith("realsense"))
+        return [Check("realsense", "fail" if wanted else "warn", e.what, e.fix)]
+    return [Check("realsense", "pass", f"pyrealsense2 {getattr(rs, '__version__', '?')}, libusb: {load_libusb().detail}")]
+
+
 def _from_probe(name: str, result: dict, fix: str) -> Check:
     if result.get("ok"):
         facts = ", ".join(f"{k}={v}" for k, v in result.items()
@@ -512,7 +528,7 @@ def check_wheel_index(ctx: DoctorContext) -> list[Check]:
 
 
 CHECKS = (check_device, check_profile, check_python, check_torch, check_engines, check_bitsandbytes,
-          check_onnxruntime, check_power, check_power_sensor, check_camera, check_arm, check_serial_conflicts,
+          check_onnxruntime, check_power, check_power_sensor, check_realsense_libusb, check_camera, check_arm, check_serial_conflicts,
           check_memory_and_disk, check_install, check_wheel_index)
 
 

@@ -15,7 +15,11 @@ from edge.errors import require
 
 
 def register(app: typer.Typer, emit: Callable) -> None:
-    """Add `quantize`, `distill` and `demo` to the CLI app."""
+    """Add `quantize`, `distill` and `demo` to the CLI app, and provide `profile --model` its bundle builder."""
+    from edge.profiling.published import BundleBuilder, provide_bundle_builder
+    from quantize.published import build_profile_bundle, recipe
+
+    provide_bundle_builder(BundleBuilder(build=build_profile_bundle, recipe=recipe))
 
     @app.command()
     def quantize(

@@ -4,13 +4,21 @@ Phases: load and merge the policy → export the backbone components (ONNX, torc
 int8 static calibration where asked → attach the head (teacher, or distilled to K steps) →
 measure fidelity against the fp32 policy → write the manifest. Everything is written into a
 temporary sibling directory and renamed into place at the end: an interrupted or failed run
-leaves no bundle behind, and an existing bundle is only replaced with --force.
+leaves no bundle behind, and an existing bundle is only replaced with --force (a directory that
+is not a bundle never is). Temporary directories carry the writer's pid: SIGTERM removes them on
+the way out, and the next run removes those a SIGKILL left behind. Bundles are written 0755/0644,
+so a service user can read a copied one.
 """
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
+import os
 import shutil
+import signal
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -125,6 +133,31 @@ def _head_entry(policy: Policy, steps: int, out: Path, head_state: dict, distill
             "sampler": sampler.describe()}
 
 
+class QuantizeTerminated(EdgeError):
+    """SIGTERM during quantize: temporary directories were removed, no bundle was written."""
+
+    exit_code = 128 + signal.SIGTERM
+
+
+@contextlib.contextmanager
+def _sigterm_as_exception():
+    """SIGTERM raises (in the main thread), so every `finally` and context manager cleans up on the
+    way out; Python's default would end the process with the temporary directories left behind."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def terminate(_signum, _frame):
+        raise QuantizeTerminated("SIGTERM received: quantize stopped, no bundle written")
+
+    previous = signal.signal(signal.SIGTERM, terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+@_sigterm_as_exception()
 def quantize_training_output(
     checkpoint: Path,
     profile: str,
@@ -143,8 +176,7 @@ def quantize_training_output(
     """Build a bundle from a training output under a deployment profile; returns the summary."""
     started = time.perf_counter()
     output = Path(output)
-    if output.exists() and not force:
-        raise EdgeError(f"output exists: {output} (use --force to replace it)")
+    check_replaceable(output, force)
     prof = load_profile(profile)
     specs = component_specs(prof, precision)
     steps = head_steps or prof.model.head_steps
@@ -170,18 +202,16 @@ def quantize_training_output(
             raise EdgeError(f"instruction '{obs.instruction[:40]}' exceeds the profile's prompt budget of {budget} tokens")
 
     output.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{output.name}.", dir=output.parent))
-    try:
+    with owned_tmpdir(output.parent, f".{output.name}.partial-") as tmp:
         summary = _build(policy, prof, specs, steps, names, resolution, calibrate_on, held_out, budget, tmp,
                          calibration_method, distill_iterations, progress, checkpoint, calib, fidelity_source)
         rmse = summary["fidelity"]["action_rmse"]
         if max_action_rmse is not None and rmse > max_action_rmse:
             raise EdgeError(f"normalized action RMSE {rmse:.4f} exceeds --max-action-rmse {max_action_rmse} (no bundle written)")
+        make_readable(tmp)
         verify(tmp)
+        check_replaceable(output, force)  # again: the run took minutes, something may have appeared
         _move_into_place(tmp, output)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     summary["output"] = str(output)
     summary["seconds"] = round(time.perf_counter() - started, 2)
     return summary
@@ -198,19 +228,80 @@ def _calibration(policy, names, resolution, directory, recording):
         raise EdgeError("pass either --calibration or --calibration-recording, not both")
     default_state = np.asarray((policy.stats.example_qpos or [policy.stats.qpos_mean])[0], np.float32)
     if recording is not None:
-        directory = _frames_from_recording(recording, names)
+        with owned_tmpdir(Path(tempfile.gettempdir()), CALIBRATION_TMP_PREFIX) as frames:
+            _frames_from_recording(recording, names, frames)
+            calib = read_calibration_dir(frames, names, default_state, resolution)  # read into memory
+        return dataclasses.replace(calib, source=f"recording {recording}")
     if directory is None:
         return None
     return read_calibration_dir(directory, names, default_state, resolution)
 
 
-def _frames_from_recording(recording: Path, names: list[str], frames: int = 16) -> Path:
+def _frames_from_recording(recording: Path, names: list[str], out: Path, frames: int = 16) -> None:
     """Play a RealSense recording through the camera driver into a calibration directory."""
     from drivers.camera.capture import capture
 
-    out = Path(tempfile.mkdtemp(prefix="tinyvla-calib-"))
     capture({name: f"recording:{recording}" for name in names}, frames, out)
-    return out
+
+
+# ----------------------------------------------------------------------------- files and exits
+
+CALIBRATION_TMP_PREFIX = "tinyvla-calib-"
+BUNDLE_DIR_MODE, BUNDLE_FILE_MODE = 0o755, 0o644
+
+
+@contextlib.contextmanager
+def owned_tmpdir(parent: Path, prefix: str):
+    """A temporary directory `parent/PREFIX<pid>-xxxx`, removed on every way out. Leftovers of the
+    same prefix whose process is gone (SIGKILL, power loss) are removed first."""
+    remove_orphaned_tmpdirs(parent, prefix)
+    path = Path(tempfile.mkdtemp(prefix=f"{prefix}{os.getpid()}-", dir=parent))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def remove_orphaned_tmpdirs(parent: Path, prefix: str) -> list[Path]:
+    """Remove `PREFIX<pid>-*` directories in `parent` whose process no longer runs; returns them."""
+    removed = []
+    for path in parent.glob(f"{prefix}*-*") if parent.is_dir() else []:
+        pid = path.name[len(prefix):].split("-", 1)[0]
+        if pid.isdigit() and path.is_dir() and not path.is_symlink() and not _process_alive(int(pid)):
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
+    return removed
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's process
+    return True
+
+
+def check_replaceable(output: Path, force: bool) -> None:
+    """Refuse an --output that exists, unless --force and it is a bundle (a directory with a manifest):
+    --force never deletes anything else."""
+    if not (output.exists() or output.is_symlink()):
+        return
+    if not force:
+        raise EdgeError(f"output exists: {output} (use --force to replace it)")
+    if output.is_symlink() or not output.is_dir() or not (output / "manifest.json").is_file():
+        raise EdgeError(f"output {output} exists and is not a bundle (no manifest.json): --force only replaces a "
+                        "bundle; choose another --output")
+
+
+def make_readable(bundle: Path) -> None:
+    """Directories 0755, files 0644: mkdtemp makes 0700 and a umask of 077 makes 0600, and the
+    service user must read a bundle another user wrote or copied."""
+    bundle.chmod(BUNDLE_DIR_MODE)
+    for path in bundle.rglob("*"):
+        if not path.is_symlink():
+            path.chmod(BUNDLE_DIR_MODE if path.is_dir() else BUNDLE_FILE_MODE)
 
 
 def _build(policy, prof, specs, steps, names, resolution, calibrate_on, held_out, budget, tmp, method,

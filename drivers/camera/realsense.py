@@ -1,7 +1,7 @@
 """Intel RealSense through pyrealsense2: live cameras and recordings, one pipeline code path.
 
-pyrealsense2 is imported only when a RealSense camera is opened; without it the error names
-the extra to install. What the field needs (peers.md §1d, §10, §11; jetson.md §5) is handled here:
+pyrealsense2 is imported only when a RealSense camera is opened, through
+`drivers.camera.realsense_import` (which loads the libusb it needs); a failed import says what is missing. What the field needs (peers.md §1d, §10, §11; jetson.md §5) is handled here:
 warm-up frames are discarded, a camera that will not start is retried with a hardware reset
 before the last try, depth is aligned to color with `rs.align`, and recordings (.bag, or .db3
 as librealsense >= 2.57 writes) play through the same pipeline via `enable_device_from_file`.
@@ -19,18 +19,9 @@ from drivers.camera.base import CameraInfo, Frame
 from drivers.camera.configs import RealSenseConfig, RecordingConfig
 from drivers.errors import CameraNotFound, DriverError
 from drivers.camera.threaded import EndOfStream
+from drivers.camera.realsense_import import import_pyrealsense2
 
-INSTALL_HINT = "pip install 'tinyvla-edge[realsense]'"
 RESET_SETTLE_S = 10.0  # how long a camera may take to re-enumerate after hardware_reset
-
-
-def import_pyrealsense2():
-    """The pyrealsense2 module, or a DriverError naming the extra to install."""
-    try:
-        import pyrealsense2 as rs
-    except ImportError as e:
-        raise DriverError(f"pyrealsense2 is not installed: {INSTALL_HINT}") from e
-    return rs
 
 
 def one_line(error: BaseException) -> str:

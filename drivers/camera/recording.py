@@ -15,8 +15,9 @@ import numpy as np
 
 from drivers.camera.configs import RECORDING_SUFFIXES
 from drivers.errors import DriverError
-from drivers.camera.realsense import import_pyrealsense2, one_line
+from drivers.camera.realsense import one_line
 from drivers.camera.synthetic import DEPTH_SCALE_M, synthetic_pattern
+from drivers.camera.realsense_import import import_pyrealsense2
 
 
 def _intrinsics(rs, width: int, height: int):

@@ -82,6 +82,7 @@ class SimArm:
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
         self.unplug_count = 0
+        self.log_write_errors = 0
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -89,8 +90,13 @@ class SimArm:
         """Open the pty, start the firmware thread, return the device path (or the link)."""
         if self._thread is not None:
             raise DriverError("this SimArm is already running")
+        if self.link is not None and self.link.exists() and not self.link.is_symlink():
+            raise DriverError(f"--link {self.link} exists and is not a symlink; refusing to replace it")
         if self._log_path is not None:
-            self._log_file = open(self._log_path, "a", encoding="utf-8")
+            try:
+                self._log_file = open(self._log_path, "a", encoding="utf-8")
+            except OSError as e:
+                raise DriverError(f"cannot write the emulator log {self._log_path}: {e.strerror or e}") from e
         now = time.monotonic()
         for fault in self._initial_faults:
             self._injector.arm(fault, now)
@@ -109,7 +115,10 @@ class SimArm:
         with self._lock:
             self._close_pty()
             if self._log_file is not None:
-                self._log_file.close()
+                try:
+                    self._log_file.close()
+                except OSError:
+                    self.log_write_errors += 1  # the last lines did not reach a full disk
                 self._log_file = None
 
     def __enter__(self) -> "SimArm":
@@ -148,6 +157,7 @@ class SimArm:
                 "bad_frames": stats.bad_frames,
                 "watchdog_holds": stats.watchdog_holds,
                 "unplugs": self.unplug_count,
+                "log_write_errors": self.log_write_errors,
             }
 
     # -- the firmware thread --------------------------------------------------------------------
@@ -258,8 +268,12 @@ class SimArm:
         if self._log_file is None:
             return
         record = {"time": time.time(), **event}
-        self._log_file.write(json.dumps(record) + "\n")
-        self._log_file.flush()
+        try:
+            self._log_file.write(json.dumps(record) + "\n")
+            self._log_file.flush()
+        except OSError:
+            # A full disk must not stop the firmware: a real arm answers whether or not we log it.
+            self.log_write_errors += 1
 
 
 def serve_sim_arm(

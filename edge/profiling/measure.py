@@ -14,8 +14,9 @@ from __future__ import annotations
 import contextlib
 import platform
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -30,7 +31,7 @@ MODEL_STAGES = (Stage.PREPROCESS, Stage.VISION, Stage.LANGUAGE, Stage.HEAD, Stag
 class ProfileRequest:
     """What to measure."""
 
-    bundle: Path
+    bundle: Path | None  # None with `profile_published_model`, which builds one per profile
     profiles: list[str]
     ticks: int = 50
     warmup: int = 10
@@ -40,6 +41,7 @@ class ProfileRequest:
     set_power_mode: bool = False
     power_source: str | None = None
     base: Path | None = None  # base VLM of a training output (default: the path its config records)
+    random_weights: str | None = None  # the published model a random-weight bundle has the size of
 
 
 def peak_rss_mb() -> float:
@@ -183,8 +185,16 @@ def measure_profile(request: ProfileRequest, profile: Profile) -> ProfileRun:
         throughput=Throughput(inferences_per_s=request.ticks / elapsed, control_hz=request.ticks / elapsed if arm else None),
         memory=Memory(rss_peak_mb=peak_rss_mb(), cuda_peak_mb=_cuda_peak_mb()), power=power,
         inference_boundaries=boundaries, energy_per_inference_j=energy_inf, energy_per_action_j=energy_act,
-        thermal=ThermalSample.from_trace(trace), warnings=[],
+        thermal=ThermalSample.from_trace(trace), warnings=_known_warnings(request),
     )
+
+
+def _known_warnings(request: ProfileRequest) -> list:
+    if request.random_weights is None:
+        return []
+    from edge.profiling.published import random_weights_warning
+
+    return [random_weights_warning(request.random_weights)]
 
 
 def _act(arm, safety, action: np.ndarray) -> tuple[float, float]:
@@ -213,12 +223,32 @@ def _cuda_peak_mb() -> float | None:
 
 def profile_bundle(request: ProfileRequest, output: Path) -> dict:
     """Measure every requested profile, write profile.json, report.md and plots to `output`."""
-    from edge.profiling import write_profile_report
+    profiles = _checked_profiles(request)
+    return _report([measure_profile(request, p) for p in profiles], output)
 
+
+def profile_published_model(model: str, request: ProfileRequest, output: Path,
+                            say: Callable[[str], None] = lambda line: None) -> dict:
+    """`profile --model`: each profile measured on a random-weight bundle of `model`'s published
+    dimensions at that profile's precisions (built once, cached); the report says the weights are random."""
+    from edge.profiling.published import published_bundle
+
+    runs = []
+    for ref, profile in zip(request.profiles, _checked_profiles(request)):
+        bundle = published_bundle(model, ref, say)
+        runs.append(measure_profile(replace(request, bundle=bundle, random_weights=model), profile))
+    return _report(runs, output)
+
+
+def _checked_profiles(request: ProfileRequest) -> list[Profile]:
     if request.ticks < 1 or request.warmup < 0:
         raise EdgeError("--ticks must be at least 1 and --warmup not negative")
-    profiles = [load_profile(p) for p in request.profiles]
-    runs = [measure_profile(request, p) for p in profiles]
+    return [load_profile(p) for p in request.profiles]
+
+
+def _report(runs: list[ProfileRun], output: Path) -> dict:
+    from edge.profiling import write_profile_report
+
     files = write_profile_report(runs, Path(output))
     from edge.profiling import load_profile_report
 

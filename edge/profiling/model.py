@@ -38,6 +38,7 @@ class WarningKind(str, Enum):
     THERMAL_THROTTLING = "thermal_throttling"
     WARMUP_TOO_SHORT = "warmup_too_short"
     POWER_SAMPLING_FAILED = "power_sampling_failed"
+    RANDOM_WEIGHTS = "random_weights"  # `profile --model`: timings valid, actions not
 
 
 class _Model(BaseModel):

@@ -20,7 +20,7 @@ from pydantic import ValidationError
 from edge import __version__
 from edge.errors import EdgeError
 from edge.profiling.checks import with_warnings
-from edge.profiling.model import SCHEMA_VERSION, ProfileReport, ProfileRun, RunSummary, Stage
+from edge.profiling.model import SCHEMA_VERSION, ProfileReport, ProfileRun, RunSummary, Stage, WarningKind
 from edge.profiling.plots import (
     ENERGY_LATENCY_PNG,
     LATENCY_CDF_PNG,
@@ -170,7 +170,8 @@ def render_markdown(report: ProfileReport, plots: Sequence[str]) -> str:
     warnings = [(s.label, w) for run, s in zip(report.runs, report.summaries) for w in run.warnings]
     if warnings:
         lines += [f"> **WARNING ({_cell(label)})**: {w.message}  " for label, w in warnings]
-        lines += ["", "These runs do not measure what the profile promises; fix the conditions and rerun."]
+        if any(w.kind is not WarningKind.RANDOM_WEIGHTS for _, w in warnings):
+            lines += ["", "These runs do not measure what the profile promises; fix the conditions and rerun."]
     else:
         lines.append("None: power mode, clocks, temperature and warm-up were as expected.")
     lines += ["", "## Results", ""] + results_table(report)

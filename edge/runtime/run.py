@@ -32,7 +32,7 @@ from drivers.arm.serial_arm import SerialArm
 from edge.config import InstallSpec, Profile, load_profile
 from edge.errors import EdgeError
 from edge.runtime.cpus import CpuPlan, run_on
-from edge.runtime.episode_log import EpisodeLog
+from edge.runtime.episode_log import EpisodeLog, make_log_directory
 from edge.runtime.loop import ControlLoop, LoopSettings
 from edge.runtime.safety import EstopLatch, SafetyLayer, SafetyLimits, StopReason
 from edge.runtime.shutdown import ShutdownAction
@@ -173,6 +173,8 @@ def _run_policy_on(request: RunRequest, say: Callable[[str], None], cpus: CpuPla
     profile = load_profile(request.profile) if request.profile else None
     if profile is not None:
         check_rate(request.rate_hz or profile.control.rate_hz, profile)
+    if request.log_dir is not None:
+        make_log_directory(request.log_dir)  # an unwritable --log is refused before the model loads
     latch = EstopLatch()
     with contextlib.ExitStack() as stack:
         signals = stack.enter_context(SignalStop())
@@ -194,8 +196,6 @@ def _run_policy_on(request: RunRequest, say: Callable[[str], None], cpus: CpuPla
         port = request.arm
         if port == SIM_ARM:
             sim_log = request.log_dir / "sim-arm.jsonl" if request.log_dir else None
-            if sim_log:
-                sim_log.parent.mkdir(parents=True, exist_ok=True)
             sim = SimArmProcess(dof=need.axes - 1, space=need.action_space or "joint", log=sim_log)
             port = sim.start()
             stack.callback(sim.stop)
@@ -241,10 +241,20 @@ def _run_policy_on(request: RunRequest, say: Callable[[str], None], cpus: CpuPla
         try:
             result = loop.run()
         finally:
-            report = getattr(loop, "result", None)
-            if log is not None:
-                log.close(dict(report.report, plan=plan) if report else {"plan": plan, "error": "the loop raised"})
-        return dict(result.report, plan=plan)
+            log_status = _close_log(log, getattr(loop, "result", None), plan, say)
+        return dict(result.report, plan=plan, **({"log": log_status} if log_status else {}))
+
+
+def _close_log(log: EpisodeLog | None, result, plan: dict, say: Callable[[str], None]) -> dict | None:
+    """Close the episode log; failed writes (a full disk) are reported on one line, never raised,
+    so the shutdown report and the arm's safety still reach the user."""
+    if log is None:
+        return None
+    status = log.close(dict(result.report, plan=plan) if result else {"plan": plan, "error": "the loop raised"})
+    if status["write_errors"]:
+        say(f"warning: episode log {log.directory}: {status['write_errors']} writes failed ({status['first_error']}); "
+            f"report.json {'written' if status['report_written'] else 'NOT written'}")
+    return status
 
 
 def _open(stack: contextlib.ExitStack, config, name: str) -> Camera:

