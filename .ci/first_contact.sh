@@ -84,13 +84,11 @@ step "4. quantize for orin-nano-8gb" tinyvla-edge quantize "$CHECKPOINT" --profi
 step "5. run against the emulator (dry run)" tinyvla-edge run "$DEMO_BUNDLE" "${LOOPED[@]}" --arm sim --instruction "pick up the cup" --dry-run --duration 3
 
 # ---------------------------------------------------------------- README: On a Jetson Orin
-# here: previews (--dry-run) against the staged root, as if run with sudo by user "robot".
-# Until install's defaults land (issue 15, item 2) it needs the user, index and librealsense
-# source given; drop INSTALL_UNTIL_DEFAULTS then, so this proves the README's line as written.
-INSTALL_UNTIL_DEFAULTS=(--user robot --index-url 'https://pypi.jetson-ai-lab.io/{platform}/{cuda_tag}')
-export TINYVLA_EDGE_REALSENSE_SOURCE=https://github.com/IntelRealSense/librealsense.git
-step "jetson_setup.sh --dry-run" env SUDO_USER=robot TINYVLA_EDGE_VENV="$PWD/.venv" ./jetson_setup.sh --profile orin-nano-8gb --dry-run --root jetson-root "${INSTALL_UNTIL_DEFAULTS[@]}"
-step "install --dry-run on the staged root" env SUDO_USER=robot tinyvla-edge install --profile orin-nano-8gb --dry-run --root jetson-root "${INSTALL_UNTIL_DEFAULTS[@]}"
+# here: previews (--dry-run) against the staged root, as if run with sudo by user "robot": the
+# README's lines as written, no extra flags (user from $SUDO_USER, the default wheel index, the
+# pinned librealsense release).
+step "jetson_setup.sh --dry-run" env SUDO_USER=robot TINYVLA_EDGE_VENV="$PWD/.venv" ./jetson_setup.sh --profile orin-nano-8gb --dry-run --root jetson-root
+step "install --dry-run on the staged root" env SUDO_USER=robot tinyvla-edge install --profile orin-nano-8gb --dry-run --root jetson-root
 # here: the emulator is the arm and the recording the camera; doctor reads the staged root.
 tinyvla-edge sim-arm --dof 6 --link arm-link >"$LOGS/sim-arm.log" 2>&1 &
 SIM=$!

@@ -71,6 +71,9 @@ def quantize_static_qdq(
              "OpTypesToExcludeOutputQuantization": ["Gemm"]}
     if method == "percentile":
         extra["CalibPercentile"] = 99.999
+    elif method == "minmax":
+        # Merge min/max every few frames instead of holding every frame's activations (memory).
+        extra["CalibMaxIntermediateOutputs"] = 4
     import contextlib
     import io
     import logging

@@ -8,6 +8,9 @@ from pathlib import Path
 
 # Enough to produce a K-step head of the right shape; distilling random weights buys nothing.
 DISTILL_ITERATIONS = 1
+# Min/max ranges, merged every few frames: the percentile calibrator keeps every activation of every
+# frame for its histograms, which for CLIP-L/336 ran this 24 GB machine out of memory (TinyVLA-S).
+CALIBRATION_METHOD = "minmax"
 
 
 def build_profile_bundle(training_output: Path, profile: str, calibration: Path, bundle: Path) -> None:
@@ -16,12 +19,13 @@ def build_profile_bundle(training_output: Path, profile: str, calibration: Path,
     from quantize.pipeline import quantize_training_output
 
     quantize_training_output(checkpoint=training_output, profile=profile, output=bundle,
-                             calibration=calibration, distill_iterations=DISTILL_ITERATIONS, progress=True)
+                             calibration=calibration, calibration_method=CALIBRATION_METHOD,
+                             distill_iterations=DISTILL_ITERATIONS, progress=True)
 
 
 def recipe() -> str:
     """How these bundles are built (the demo's tag: the same export and int8 recipe)."""
     from quantize.demo import bundle_recipe
 
-    return f"{bundle_recipe()}-d{DISTILL_ITERATIONS}"
+    return f"{bundle_recipe()}-d{DISTILL_ITERATIONS}-{CALIBRATION_METHOD}"
 
