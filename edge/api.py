@@ -25,7 +25,8 @@ from edge.config import load_profile
 from edge.runtime.episode_log import EpisodeLog
 from edge.runtime.export import export_log
 from edge.runtime.loop import ControlLoop, LoopSettings
-from edge.runtime.run import CONNECT_ATTEMPTS, SERIAL_RETRIES, serial_timeout_s
+from edge.runtime.run import CONNECT_ATTEMPTS, SERIAL_RETRIES
+from edge.runtime.startup import serial_timeout_s
 from edge.runtime.run import connect_arm as _handshake
 from edge.runtime.safety import SafetyLayer, SafetyLimits
 from edge.runtime.shutdown import ShutdownAction
