@@ -72,7 +72,12 @@ def load_policy(directory: Path) -> Policy:
     meta_path = directory / CONFIG_FILE
     if not meta_path.is_file():
         raise CheckpointError(f"{directory}: not a tinyvla-edge policy (no {CONFIG_FILE})")
-    meta = json.loads(meta_path.read_text())
+    try:
+        meta = json.loads(meta_path.read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        raise CheckpointError(f"{meta_path}: not readable JSON: {e}") from e
+    if not isinstance(meta, dict):
+        raise CheckpointError(f"{meta_path}: expected a JSON object, got {type(meta).__name__}")
     if meta.get("format") != FORMAT or meta.get("version") != FORMAT_VERSION:
         raise CheckpointError(f"{meta_path}: unsupported format {meta.get('format')} v{meta.get('version')}")
     cfg, stats, settings, tokenizer = policy_from_metadata(meta, directory / TOKENIZER_FILE)

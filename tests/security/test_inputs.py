@@ -211,3 +211,13 @@ def test_inspect_cli_refuses_a_hostile_observation_in_one_line(tiny_output, tmp_
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert proc.returncode == 1 and len(lines) == 1 and "holds Python objects" in lines[0]
     assert not (tmp_path / "out.npz").exists()
+
+
+@pytest.mark.parametrize("text", ["[1, 2]", "{not json", "\udcff"])
+def test_a_malformed_native_policy_file_is_one_line(tmp_path, text):
+    from edge.policy.native import CONFIG_FILE, load_policy
+
+    (tmp_path / CONFIG_FILE).write_text(text, errors="surrogateescape")
+    with pytest.raises(CheckpointError) as info:
+        load_policy(tmp_path)
+    assert CONFIG_FILE in one_line(info)
