@@ -94,7 +94,8 @@ tinyvla-edge sim-arm --dof 6 --link arm-link >"$LOGS/sim-arm.log" 2>&1 &
 SIM=$!
 for _ in $(seq 50); do [ -L arm-link ] && break; sleep 0.1; done
 step "doctor with a camera and an arm" tinyvla-edge doctor --profile cpu-dev --camera recording:cameras.db3 --arm arm-link
-kill -INT "$SIM"
+# SIGTERM: a non-interactive shell starts background jobs with SIGINT ignored, so -INT never lands.
+kill -TERM "$SIM"
 wait "$SIM" || true
 # here: no Jetson (--set-power-mode needs nvpmodel) and no TensorRT: the cpu-dev bundle, cpu-dev profile.
 step "profile a bundle" tinyvla-edge profile "$DEMO_BUNDLE" --profile cpu-dev --ticks 5 --warmup 1 --output report/
