@@ -44,3 +44,38 @@ def tiny_observation(tmp_path_factory, tiny_cfg):
 def fixed_noise(tiny_cfg):
     h = tiny_cfg.head
     return torch.from_numpy(np.random.default_rng(7).standard_normal((1, h.chunk_size, h.action_dim)).astype(np.float32))
+
+
+TORCH_PROFILE = """
+name: {name}
+target: any
+model:
+  vision: {{engine: torch, precision: {precision}}}
+  language: {{engine: torch, precision: {precision}}}
+  head_steps: 10
+cameras:
+  - {{name: left, width: 64, height: 48}}
+  - {{name: right, width: 64, height: 48}}
+"""
+
+
+@pytest.fixture(scope="session")
+def torch_profile(tmp_path_factory):
+    """A profile path running both backbone components in torch at `precision`."""
+    def make(precision: str):
+        path = tmp_path_factory.mktemp("profiles") / f"torch-{precision}.yaml"
+        path.write_text(TORCH_PROFILE.format(name=f"torch-{precision}", precision=precision))
+        return path
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def fp32_bundle(tmp_path_factory, tiny_output, torch_profile):
+    """(directory, summary) of one torch fp32 bundle of the tiny output, built once per session;
+    tests that tamper with it copy it first."""
+    from quantize.pipeline import quantize_training_output
+
+    out = tmp_path_factory.mktemp("bundles") / "fp32"
+    summary = quantize_training_output(tiny_output, torch_profile("fp32"), out, progress=False)
+    return out, summary

@@ -8,34 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from quantize.pipeline import quantize_training_output
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "python-api.md"
-PROFILE = """
-name: doc-fp32
-target: any
-model:
-  vision: {engine: torch, precision: fp32}
-  language: {engine: torch, precision: fp32}
-cameras:
-  - {name: left, width: 64, height: 48}
-  - {name: right, width: 64, height: 48}
-"""
 
 
 def python_blocks(text: str) -> list[str]:
     return re.findall(r"^```python\n(.*?)^```", text, flags=re.S | re.M)
-
-
-@pytest.fixture(scope="module")
-def bundle(tmp_path_factory, tiny_output, tiny_policy) -> Path:
-    """A verified bundle; the teacher's own step count, so no distillation (seconds, not minutes)."""
-    work = tmp_path_factory.mktemp("doc-bundle")
-    profile = work / "doc-fp32.yaml"
-    profile.write_text(PROFILE)
-    out = work / "bundle"
-    quantize_training_output(tiny_output, str(profile), out, head_steps=tiny_policy.config.inference_steps, progress=False)
-    return out
 
 
 def test_the_page_has_the_examples_it_promises():
@@ -46,8 +24,8 @@ def test_the_page_has_the_examples_it_promises():
 
 
 @pytest.mark.slow  # builds a bundle (about 20 s on 2 busy cores)
-def test_every_python_block_runs_as_written(bundle, tmp_path, monkeypatch):
-    (tmp_path / "tinyvla-bundle").symlink_to(bundle)
+def test_every_python_block_runs_as_written(fp32_bundle, tmp_path, monkeypatch):
+    (tmp_path / "tinyvla-bundle").symlink_to(fp32_bundle[0])
     monkeypatch.chdir(tmp_path)
     namespace: dict = {"__name__": "python_api_doc"}
     for number, block in enumerate(python_blocks(DOC.read_text()), 1):

@@ -31,7 +31,7 @@ from edge.engines.table import (
 )
 from edge.errors import BundleError
 from quantize.pipeline import quantize_training_output
-from tests.security.conftest import PROFILE as TORCH_PROFILE
+from tests.conftest import TORCH_PROFILE
 from tests.security.conftest import edit_manifest
 
 WEIGHT = np.arange(12, dtype=np.float32).reshape(4, 3) / 10
@@ -223,9 +223,9 @@ def test_profile_specs_become_the_engine_that_runs_them():
 
 @pytest.fixture(scope="module")
 def onnx_bundle(tmp_path_factory, tiny_output):
-    """The security tests' fp32 bundle, its components on onnxruntime (the profile's older name)."""
+    """The shared fp32 bundle's profile, its components on onnxruntime (the profile's older name)."""
     profile = tmp_path_factory.mktemp("profile") / "onnx-fp32.yaml"
-    profile.write_text(TORCH_PROFILE.replace("engine: torch", "engine: onnxruntime"))
+    profile.write_text(TORCH_PROFILE.format(name="onnx-fp32", precision="fp32").replace("engine: torch", "engine: onnxruntime"))
     out = tmp_path_factory.mktemp("bundles") / "onnx-fp32"
     quantize_training_output(tiny_output, profile, out, progress=False)
     return out

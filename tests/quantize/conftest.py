@@ -6,17 +6,6 @@ from PIL import Image
 
 from quantize.pipeline import quantize_training_output
 
-TORCH_PROFILE = """
-name: {name}
-target: any
-model:
-  vision: {{engine: torch, precision: {precision}}}
-  language: {{engine: torch, precision: {precision}}}
-  head_steps: 10
-cameras:
-  - {{name: left, width: 64, height: 48}}
-  - {{name: right, width: 64, height: 48}}
-"""
 
 
 @pytest.fixture(scope="session")
@@ -33,15 +22,6 @@ def calibration_dir(tmp_path_factory):
     return d
 
 
-@pytest.fixture(scope="session")
-def torch_profile(tmp_path_factory):
-    def make(precision: str):
-        path = tmp_path_factory.mktemp("profiles") / f"torch-{precision}.yaml"
-        path.write_text(TORCH_PROFILE.format(name=f"torch-{precision}", precision=precision))
-        return path
-
-    return make
-
 
 @pytest.fixture(scope="session")
 def int8_bundle(tmp_path_factory, tiny_output, calibration_dir):
@@ -50,9 +30,3 @@ def int8_bundle(tmp_path_factory, tiny_output, calibration_dir):
                                        max_action_rmse=0.03, progress=False)
     return out, summary
 
-
-@pytest.fixture(scope="session")
-def fp32_bundle(tmp_path_factory, tiny_output, torch_profile):
-    out = tmp_path_factory.mktemp("bundles") / "fp32"
-    summary = quantize_training_output(tiny_output, torch_profile("fp32"), out, progress=False)
-    return out, summary

@@ -1,4 +1,4 @@
-"""A real bundle (torch fp32 engines, from the tiny training output) and a way to re-sign a
+"""A private copy of the session's fp32 bundle (tests/conftest.py) and a way to re-sign a
 tampered manifest as an attacker who controls the bundle would."""
 
 import hashlib
@@ -8,34 +8,13 @@ import shutil
 import pytest
 
 from edge.bundle import MANIFEST, MANIFEST_HASH
-from quantize.pipeline import quantize_training_output
 
-PROFILE = """
-name: torch-fp32
-target: any
-model:
-  vision: {engine: torch, precision: fp32}
-  language: {engine: torch, precision: fp32}
-  head_steps: 10
-cameras:
-  - {name: left, width: 64, height: 48}
-  - {name: right, width: 64, height: 48}
-"""
-
-
-@pytest.fixture(scope="session")
-def built_bundle(tmp_path_factory, tiny_output):
-    profile = tmp_path_factory.mktemp("profile") / "torch-fp32.yaml"
-    profile.write_text(PROFILE)
-    out = tmp_path_factory.mktemp("bundles") / "fp32"
-    quantize_training_output(tiny_output, profile, out, progress=False)
-    return out
 
 
 @pytest.fixture()
-def bundle(built_bundle, tmp_path):
-    """A private copy each test may tamper with."""
-    return shutil.copytree(built_bundle, tmp_path / "bundle")
+def bundle(fp32_bundle, tmp_path):
+    """A private copy of the session's fp32 bundle that each test may tamper with."""
+    return shutil.copytree(fp32_bundle[0], tmp_path / "bundle")
 
 
 def resign(directory, manifest_text: str) -> None:
