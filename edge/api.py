@@ -22,6 +22,7 @@ from drivers.errors import DeviceTimeoutError
 from drivers.arm.serial_arm import SerialArm
 from drivers.sim.sim_arm import SimArm
 from edge.config import load_profile
+from edge.hub import resolve_path
 from edge.runtime.episode_log import EpisodeLog
 from edge.runtime.export import export_log
 from edge.runtime.loop import ControlLoop, LoopSettings
@@ -45,7 +46,7 @@ def load_policy(path: str | Path, seed: int = 0):
     `state_dim`, `action_dim`, `chunk_size`, `head_steps`, `max_prompt_tokens`, and
     `predict(images, state, instruction) -> Prediction` where images are uint8 HxWx3 RGB in
     `camera_names` order and `Prediction.chunk.robot_actions` is [chunk_size, values]."""
-    return load_local_predictor(Path(path), seed)
+    return load_local_predictor(resolve_path(path), seed)
 
 
 def connect_arm(port: str, rate_hz: float = DEFAULT_RATE_HZ, baud: int = 115200) -> SerialArm:

@@ -239,6 +239,19 @@ def export(
     emit(export_log(log, output, fmt), as_json, render_export)
 
 
+@app.command()
+def push(
+    bundle: Path = typer.Argument(..., help="Bundle directory (verified before anything is sent)."),
+    repo: str = typer.Argument(..., help="Hub repo: org/repo[@branch][:subdir]."),
+    private: bool = typer.Option(False, "--private", help="Create the repo private if it does not exist."),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+) -> None:
+    """Upload a verified bundle to the Hugging Face Hub, its report.md as the model card: docs/hub.md."""
+    from edge.hub_push import push_bundle, render_push
+
+    emit(push_bundle(bundle, repo, private=private), as_json, render_push)
+
+
 def register_plugins() -> None:
     """Add the commands other parts of the distribution contribute (entry-point group
     `tinyvla_edge.cli`): the quantization stage adds `quantize`, `distill` and `demo`. The device

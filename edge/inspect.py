@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from edge.errors import EdgeError
+from edge.hub import resolve_path
 from edge.policy.policy import ActionChunk, Policy
 from edge.policy.preprocess import MAX_FRAME_SIDE
 
@@ -180,7 +181,8 @@ def inspect_path(
     steps: int | None = None,
     output: Path | None = None,
 ) -> dict:
-    """Load and verify `path`; with `observation`, run it and write `output`."""
+    """Load and verify `path` (a local path or a Hub id); with `observation`, run it and write `output`."""
+    path = resolve_path(path)
     if (Path(path) / "manifest.json").is_file():
         return inspect_bundle(Path(path), observation, noise, output)
     kind, policy = load_any(path, base)

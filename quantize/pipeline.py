@@ -29,6 +29,7 @@ from safetensors.torch import save_file
 from edge.bundle import BACKBONE_WEIGHTS, HEAD_WEIGHTS, TOKENIZER, load_predictor, new_manifest_fields, verify, write_manifest
 from edge.config import ComponentSpec, Profile, load_profile
 from edge.errors import EdgeError
+from edge.hub import resolve_path
 from edge.policy.components import LanguageComponent, VisionComponent, split_prompt
 from edge.policy.native import policy_metadata
 from edge.policy.policy import Policy
@@ -39,8 +40,8 @@ from quantize.report import write_report
 
 
 def load_source(path: Path, base: Path | None) -> Policy:
-    """A training output (root or checkpoint-N) or a native policy directory."""
-    path = Path(path)
+    """A training output (root or checkpoint-N) or a native policy directory (local or a Hub id)."""
+    path = resolve_path(path)
     if (path / "policy.json").is_file():
         from edge.policy.native import load_policy
 

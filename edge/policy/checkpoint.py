@@ -21,6 +21,7 @@ from pathlib import Path
 import torch
 
 from edge.errors import CheckpointError
+from edge.hub import resolve_path
 from edge.policy.actions import NormStats
 from edge.policy.config import PolicyConfig, policy_config_from_tinyvla
 from edge.policy.head import infer_head_config
@@ -126,9 +127,10 @@ def _base_weight_file(base: Path) -> Path:
 
 
 def resolve_base(cfg: dict, adapter_cfg: dict, base: Path | None, config_path: Path) -> Path:
-    """The base VLM directory: --base, else the local path the training run recorded."""
+    """The base VLM directory: --base (a local directory or a Hub id), else the local path the
+    training run recorded."""
     if base is not None:
-        base = Path(base)
+        base = resolve_path(base)
         if not base.is_dir():
             raise CheckpointError(f"base VLM directory not found: {base}")
         return base
@@ -137,7 +139,7 @@ def resolve_base(cfg: dict, adapter_cfg: dict, base: Path | None, config_path: P
             return Path(recorded)
     recorded = cfg.get("model_base") or adapter_cfg.get("base_model_name_or_path") or "(none)"
     raise CheckpointError(
-        f"{config_path}: base VLM '{recorded}' is not a local directory; pass --base DIR (nothing is downloaded)"
+        f"{config_path}: base VLM '{recorded}' is not a local directory; pass --base DIR or --base ORG/REPO (a Hub id: docs/hub.md)"
     )
 
 

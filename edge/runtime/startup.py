@@ -19,6 +19,7 @@ from drivers.arm.serial_arm import ReplyTime, attempt_timeout_s
 from drivers.camera.configs import CameraConfig, parse_camera_spec, split_named_spec
 from edge.config import Profile
 from edge.errors import EdgeError
+from edge.hub import resolve_path
 from edge.runtime.safety import SafetyLimits
 
 if TYPE_CHECKING:  # the control process needs only the protocol's shape; importing it pulls in torch
@@ -60,8 +61,8 @@ def load_run_predictor(path: Path, seed: int = 0, separate_process: bool = False
     and the name of the profile the bundle was built for (or '').
 
     With `separate_process` the model runs in a child process (`ProcessPredictor`, with
-    `torch_threads` threads, on `cpus`); the caller must `close()` it."""
-    path = Path(path)
+    `torch_threads` threads, on `cpus`); the caller must `close()` it. `path` may be a Hub id."""
+    path = resolve_path(path)
     if not path.exists():
         raise RunRefused(f"bundle not found: {path}")
     if separate_process:

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 from edge.errors import EdgeError
+from edge.hub import resolve_path
 from edge.policy.checkpoint import load_training_output
 from edge.policy.native import load_policy, save_policy
 from edge.policy.policy import Policy
@@ -20,7 +21,8 @@ CHECKPOINT_DIR = "distill-checkpoint"
 
 
 def load_source(source: Path, base: Path | None = None) -> tuple[str, Policy]:
-    """A native policy directory (policy.json) or a TinyVLA training output (bundles: later)."""
+    """A native policy directory (policy.json) or a TinyVLA training output (local or a Hub id)."""
+    source = resolve_path(source)
     if not source.exists():
         raise EdgeError(f"path not found: {source}")
     if (source / "policy.json").is_file():
