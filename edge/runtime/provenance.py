@@ -12,6 +12,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from edge import __version__
+from edge.hub import resolve_path
 
 MANIFEST = "manifest.json"
 
@@ -21,7 +22,7 @@ def manifest_sha256(bundle: str | Path | None) -> str | None:
     training output or no bundle."""
     if bundle is None:
         return None
-    path = Path(bundle) / MANIFEST
+    path = resolve_path(bundle) / MANIFEST  # a Hub id: its verified plain copy
     return hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None
 
 

@@ -124,3 +124,10 @@ def test_a_plain_copy_left_by_an_earlier_pull_is_reverified(hf_cache, fp32_bundl
     shutil.copyfile(copy / "report.md", copy / "report.tmp")
     with pytest.raises(BundleErrorType, match="file not in the manifest: report.tmp"):
         inspect_path("org/bundle")
+
+
+def test_episode_provenance_hashes_the_pulled_bundle(hf_cache, fp32_bundle):
+    from edge.runtime.provenance import manifest_sha256
+
+    cache_repo(hf_cache, "org/bundle", directory_files(fp32_bundle[0]))
+    assert manifest_sha256("org/bundle") == manifest_sha256(fp32_bundle[0]) is not None
