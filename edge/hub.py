@@ -129,8 +129,12 @@ def _download(ref: HubRef) -> Path:
 
     try:
         return Path(snapshot_download(ref.repo_id, revision=ref.revision, allow_patterns=_patterns(ref)))
-    except (OSError, ValueError) as e:  # HfHubHTTPError and LocalEntryNotFoundError are OSErrors
-        raise HubError(f"{ref}: cannot fetch from the Hugging Face Hub: {first_invalid_field(e)}") from None
+    except FileNotFoundError as e:  # LocalEntryNotFoundError: the Hub is unreachable and the cache lacks it
+        raise HubError(f"{ref}: not in the Hugging Face cache, and the Hub cannot be reached "
+                       f"({first_invalid_field(e).removeprefix('Got: ')}); fetch with: {ref.fetch_command()}") from None
+    except (OSError, ValueError) as e:  # HfHubHTTPError (not found, gated, unauthorized) is an OSError
+        raise HubError(f"{ref}: cannot fetch from the Hugging Face Hub ({type(e).__name__}): "
+                       f"{first_invalid_field(e)}") from None
 
 
 def _missing_files(ref: HubRef, snapshot: Path) -> list[str]:

@@ -131,3 +131,31 @@ def test_episode_provenance_hashes_the_pulled_bundle(hf_cache, fp32_bundle):
 
     cache_repo(hf_cache, "org/bundle", directory_files(fp32_bundle[0]))
     assert manifest_sha256("org/bundle") == manifest_sha256(fp32_bundle[0]) is not None
+
+
+@pytest.fixture()
+def online_without_a_hub(hf_cache, monkeypatch):
+    """HF_HUB_OFFLINE unset, but every connection is refused (as on a robot without network)."""
+    import socket
+
+    from huggingface_hub import constants
+
+    def refused(*args, **kwargs):
+        raise ConnectionRefusedError(111, "Connection refused")
+
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(constants, "ENDPOINT", "http://127.0.0.1:9")
+    monkeypatch.setattr(socket.socket, "connect", refused)
+    monkeypatch.setattr(socket, "create_connection", refused)
+
+
+def test_online_a_complete_cache_is_used_without_the_network(online_without_a_hub, hf_cache, fp32_bundle):
+    cache_repo(hf_cache, "org/bundle", directory_files(fp32_bundle[0]), refs=("main", "v1"))
+    assert inspect_path("org/bundle@v1")["verified"] is True
+
+
+def test_online_an_unreachable_hub_is_one_line_with_the_fetch_command(online_without_a_hub):
+    with pytest.raises(HubError, match=r"^org/absent@v1: not in the Hugging Face cache, and the Hub cannot be reached "
+                                       r"\(.+\); fetch with: hf download org/absent --revision v1$"):
+        resolve_path("org/absent@v1")
