@@ -200,7 +200,7 @@ def quantize_training_output(
             summary = _quantize(checkpoint, prof, specs, output, base, calibration, calibration_recording, head_steps,
                                 calibration_method, distill_iterations, calibration_frames, gate, force, stages)
         except BaseException as e:
-            log.write(f"error: {e or type(e).__name__}\n")
+            log.write(f"error: {str(e) or type(e).__name__}\n")
             raise
         finally:
             stages.close()
