@@ -16,7 +16,6 @@ from edge.config import Precision as PrecisionName
 from edge.errors import require
 from quantize.int8 import CALIBRATION_METHODS
 
-
 # Choices checked while the command line is parsed (before anything heavy is imported).
 Precision = Enum("Precision", {name: name for name in get_args(PrecisionName)}, type=str)
 CalibrationMethod = Enum("CalibrationMethod", {name: name for name in CALIBRATION_METHODS}, type=str)
