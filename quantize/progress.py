@@ -86,7 +86,8 @@ class StageProgress:
         self.title, self.stages, self.console, self.log = title, stages, console, log
         if rich_display is None:
             rich_display = console is not None and _isatty(console)
-        self._live = _RichDisplay(console) if rich_display and console is not None else None
+        label_width = max([len(self._label(name)) for name in stages] or [len(title) + 20])
+        self._live = _RichDisplay(console, label_width) if rich_display and console is not None else None
 
     def stage(self, name: str, total: int | None = None) -> Stage:
         """Start stage `name`; finish it with `finish()` or by leaving a `with` block."""
@@ -152,15 +153,20 @@ class StageProgress:
 class _RichDisplay:
     """The terminal form: one rich task per stage, kept on screen when finished."""
 
-    def __init__(self, console: TextIO):
+    def __init__(self, console: TextIO, label_width: int):
         from rich.console import Console
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+        from rich.table import Column
 
         self._progress = Progress(
-            SpinnerColumn(finished_text="[green]✓"), TextColumn("{task.description}"), BarColumn(),
-            MofNCompleteColumn(), TextColumn("{task.fields[detail]}"), TimeElapsedColumn(),
+            SpinnerColumn(finished_text="[green]✓"),
+            TextColumn("{task.description}", table_column=Column(min_width=label_width)),
+            BarColumn(bar_width=20), MofNCompleteColumn(), TimeElapsedColumn(), TextColumn("{task.fields[detail]}"),
             console=Console(file=console, force_terminal=True), transient=False,
         )
+        # The detail (files, loss, figures) is cut to the room the other columns leave: rich would
+        # rather drop the bar and the counts than shorten a long text.
+        self._detail_room = max(10, self._progress.console.width - label_width - 40)
         self._tasks: dict[int, int] = {}
         self._progress.start()
 
@@ -169,6 +175,8 @@ class _RichDisplay:
 
     def update(self, stage: Stage) -> None:
         detail = ", ".join(f"{k} {v}" if k != "note" else str(v) for k, v in stage.fields.items())
+        if len(detail) > self._detail_room:
+            detail = detail[: self._detail_room - 1] + "…"
         self._progress.update(self._tasks[id(stage)], total=stage.total, completed=stage.done, detail=detail)
 
     def finish(self, stage: Stage, failed: bool) -> None:
