@@ -160,6 +160,7 @@ class ModelSpec(_Strict):
     chunk_size: int = Field(default=16, gt=0, le=1024)
     # Pythia's context is 2048 tokens, 1152 of which the two images take.
     max_prompt_tokens: int = Field(default=64, gt=0, le=2048)
+    fidelity_max_rmse: float = Field(default=0.05, gt=0, le=2, description="quantize's gate: end-to-end normalized action RMSE")
 
 
 class ControlSpec(_Strict):

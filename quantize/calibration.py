@@ -40,6 +40,16 @@ def _frames(camera_dir: Path) -> list[Path]:
     return sorted(p for p in camera_dir.glob("*.png") if not p.stem.endswith("_depth"))
 
 
+def check_camera_folders(directory: Path, camera_names: list[str]) -> None:
+    """Refuse a calibration directory that is missing, or has no PNG frames for one of the cameras."""
+    if not directory.is_dir():
+        raise EdgeError(f"calibration directory not found: {directory}")
+    for name in camera_names:
+        if not _frames(directory / name):
+            found = sorted(p.name for p in directory.iterdir() if p.is_dir()) or ["none"]
+            raise EdgeError(f"{directory}: no PNG frames for camera '{name}' (camera folders found: {', '.join(found)})")
+
+
 def read_calibration_dir(
     directory: Path, camera_names: list[str], default_state: np.ndarray,
     resolution: dict[str, tuple[int, int]] | None = None, instruction: str | None = DEFAULT_INSTRUCTION,
@@ -49,14 +59,10 @@ def read_calibration_dir(
     Frames are matched across cameras by file name; a frame without an observations.jsonl line
     gets `default_state` and `instruction` (None: every frame must have its own instruction)."""
     directory = Path(directory)
-    if not directory.is_dir():
-        raise EdgeError(f"calibration directory not found: {directory}")
+    check_camera_folders(directory, camera_names)
     stems: set[str] | None = None
     for name in camera_names:
         frames = {p.stem for p in _frames(directory / name)}
-        if not frames:
-            found = sorted(p.name for p in directory.iterdir() if p.is_dir()) or ["none"]
-            raise EdgeError(f"{directory}: no PNG frames for camera '{name}' (camera folders found: {', '.join(found)})")
         stems = frames if stems is None else stems & frames
     if not stems:
         raise EdgeError(f"{directory}: no frame name is present for every camera ({', '.join(camera_names)})")

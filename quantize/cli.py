@@ -6,12 +6,27 @@ command is thin: parse arguments, call one function, print its result with the C
 
 from __future__ import annotations
 
+from enum import Enum
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable, Optional, get_args
 
 import typer
 
+from edge.config import Precision as PrecisionName
 from edge.errors import require
+from quantize.int8 import CALIBRATION_METHODS
+
+# Choices checked while the command line is parsed (before anything heavy is imported).
+Precision = Enum("Precision", {name: name for name in get_args(PrecisionName)}, type=str)
+CalibrationMethod = Enum("CalibrationMethod", {name: name for name in CALIBRATION_METHODS}, type=str)
+
+
+def _known_method(method: str | None) -> str | None:
+    """--method is checked as it is parsed: an unknown one is refused before any loading or computing."""
+    from quantize.distill.command import check_method
+
+    check_method(method)
+    return method
 
 
 def register(app: typer.Typer, emit: Callable) -> None:
@@ -25,26 +40,41 @@ def register(app: typer.Typer, emit: Callable) -> None:
     def quantize(
         checkpoint: Path = typer.Argument(..., help="TinyVLA training output (root or checkpoint-N/) or a native policy."),
         profile: str = typer.Option(..., "--profile", help="Deployment profile name or YAML path."),
-        output: Path = typer.Option(..., "--output", help="Bundle directory to write."),
+        output: Path = typer.Option(..., "--output", help="Bundle directory to write (its log: OUTPUT.quantize.log)."),
         base: Optional[Path] = typer.Option(None, "--base", help="Base VLM directory."),
         calibration: Optional[Path] = typer.Option(None, "--calibration", help="Calibration frames (tinyvla-edge capture)."),
         calibration_recording: Optional[Path] = typer.Option(None, "--calibration-recording", help="RealSense recording."),
-        precision: Optional[str] = typer.Option(None, "--precision", help="Backbone precision: fp32, fp16, bf16, int8."),
-        head_steps: Optional[int] = typer.Option(None, "--head-steps", help="DDIM steps of the head (distilled if fewer than the teacher's)."),
-        max_action_rmse: Optional[float] = typer.Option(None, "--max-action-rmse", help="Fail (no bundle) above this normalized RMSE."),
-        calibration_method: str = typer.Option("percentile", "--calibration-method", help="int8: minmax, percentile, entropy."),
+        calibration_frames: Optional[int] = typer.Option(
+            None, "--calibration-frames", min=3, max=100_000,
+            help="Frames to use: played from --calibration-recording (default 16), the first N of --calibration (default all)."),
+        precision: Optional[Precision] = typer.Option(None, "--precision", help="Backbone precision (default: the profile's)."),
+        head_steps: Optional[int] = typer.Option(
+            None, "--head-steps", min=1, max=100, help="DDIM steps of the head (distilled if fewer than the teacher's)."),
+        distill_iterations: Optional[int] = typer.Option(
+            None, "--distill-iterations", min=1, max=1_000_000, help="Optimizer steps of the head distillation (default 2000)."),
+        max_action_rmse: Optional[float] = typer.Option(
+            None, "--max-action-rmse", min=0.0, max=2.0,
+            help="Fidelity gate: no bundle above this end-to-end normalized RMSE (default: the profile's model.fidelity_max_rmse)."),
+        accept_fidelity: bool = typer.Option(
+            False, "--accept-fidelity", help="Write the bundle even above the fidelity gate (the report says so)."),
+        calibration_method: CalibrationMethod = typer.Option(CalibrationMethod.percentile, "--calibration-method", help="int8 activation ranges."),
         force: bool = typer.Option(False, "--force", help="Replace an existing output directory."),
         as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
     ) -> None:
         """Training output -> bundle (backbone precision + distilled head + fidelity report)."""
+        from quantize.preflight import check_quantize_inputs
+
+        precision_name = precision.value if precision else None
+        check_quantize_inputs(checkpoint, profile, output, base, calibration, calibration_recording, precision_name, force)
         require("onnxruntime", "quantize")
         from quantize.pipeline import quantize_training_output
         from quantize.summary import render_summary
 
         result = quantize_training_output(
             checkpoint, profile, output, base=base, calibration=calibration, calibration_recording=calibration_recording,
-            precision=precision, head_steps=head_steps, max_action_rmse=max_action_rmse,
-            calibration_method=calibration_method, force=force, progress=not as_json,
+            precision=precision_name, head_steps=head_steps, max_action_rmse=max_action_rmse,
+            calibration_method=calibration_method.value, distill_iterations=distill_iterations,
+            calibration_frames=calibration_frames, accept_fidelity=accept_fidelity, force=force, progress=not as_json,
         )
         emit(result, as_json, render_summary)
 
@@ -57,7 +87,8 @@ def register(app: typer.Typer, emit: Callable) -> None:
         synthetic_calibration: Optional[int] = typer.Option(
             None, "--synthetic-calibration", help="Use N synthetic observations instead of --calibration."),
         instruction: Optional[str] = typer.Option(None, "--instruction", help="Instruction for frames without one."),
-        method: Optional[str] = typer.Option(None, "--method", help="output-matching (default) or progressive."),
+        method: Optional[str] = typer.Option(
+            None, "--method", callback=_known_method, help="Distillation method (default output-matching; docs/distillation.md)."),
         output: Optional[Path] = typer.Option(None, "--output", help="Output policy directory (default SOURCE-kK)."),
         resume: bool = typer.Option(False, "--resume", help="Continue from OUTPUT/distill-checkpoint."),
         seed: int = typer.Option(0, "--seed", help="Seed for noise, batches and the hold-out split."),

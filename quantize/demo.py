@@ -22,8 +22,10 @@ def bundle_recipe() -> str:
 
 
 def build_demo_bundle(training_output: Path, bundle: Path, recording: Path) -> None:
-    """Write the demo bundle (called by `edge.demo.run_demo` when it is not cached)."""
+    """Write the demo bundle (called by `edge.demo.run_demo` when it is not cached). Its random-weight
+    head distills poorly in the demo's budget, so the fidelity gate is overridden: the demo shows
+    the path, not a policy."""
     quantize_training_output(
         checkpoint=training_output, profile=demo.PROFILE, output=bundle, calibration_recording=recording,
-        distill_iterations=demo.DEMO_DISTILL_ITERATIONS, progress=False,
+        distill_iterations=demo.DEMO_DISTILL_ITERATIONS, accept_fidelity=True, progress=False,
     )

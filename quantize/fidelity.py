@@ -11,15 +11,19 @@ Figures (all in the head's normalized [−1, 1] action space):
 from __future__ import annotations
 
 import statistics
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from edge.bundle import BundlePredictor
+from edge.config import Profile
+from edge.errors import EdgeError
 from edge.policy.components import split_prompt
 from edge.policy.policy import Policy
 from edge.policy.prompt import IMAGE_TOKEN_INDEX
 from quantize.calibration import Observation
+from quantize.progress import Stage
 
 
 def _cosine(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -33,8 +37,10 @@ def reference_condition(policy: Policy, obs: Observation) -> torch.Tensor:
     return policy.network.embed_out.encode_condition(hidden, prepared.states)
 
 
-def measure_fidelity(policy: Policy, predictor: BundlePredictor, held_out: list[Observation], seed: int = 0) -> dict:
-    """Compare the bundle with the fp32 policy on `held_out` with fixed noise per observation."""
+def measure_fidelity(policy: Policy, predictor: BundlePredictor, held_out: list[Observation], seed: int = 0,
+                     progress: Stage | None = None) -> dict:
+    """Compare the bundle with the fp32 policy on `held_out` with fixed noise per observation
+    (`progress` is advanced once per observation)."""
     cosines, bb_err, e2e_err, timings = [], [], [], {}
     teacher = policy.sampler()
     for i, obs in enumerate(held_out):
@@ -52,6 +58,8 @@ def measure_fidelity(policy: Policy, predictor: BundlePredictor, held_out: list[
         e2e_err.append((ours - teacher_chunk[0]).numpy())
         for stage, ms in prediction.timings_ms.items():
             timings.setdefault(stage, []).append(ms)
+        if progress is not None:
+            progress.advance()
     bb, e2e = np.stack(bb_err), np.stack(e2e_err)
     return {
         "observations": len(held_out),
@@ -73,3 +81,38 @@ def prompt_fits(policy: Policy, instruction: str, budget: int) -> bool:
     except ValueError:
         return False
     return True
+
+
+class FidelityRefused(EdgeError):
+    """The bundle's end-to-end action error is above the gate: no bundle was written."""
+
+
+@dataclass(frozen=True)
+class FidelityGate:
+    """The largest end-to-end normalized action RMSE a bundle may have to be written.
+
+    `source` says where the limit came from (the profile's `model.fidelity_max_rmse`, or
+    --max-action-rmse); `accept` (--accept-fidelity) writes a bundle above it, and says so."""
+
+    max_action_rmse: float
+    source: str
+    accept: bool = False
+
+    @classmethod
+    def for_profile(cls, profile: Profile, max_action_rmse: float | None, accept: bool) -> "FidelityGate":
+        if max_action_rmse is not None:
+            return cls(max_action_rmse, "--max-action-rmse", accept)
+        return cls(profile.model.fidelity_max_rmse, f"profile {profile.name} (model.fidelity_max_rmse)", accept)
+
+    def judge(self, fidelity: dict) -> dict:
+        """The verdict recorded in the manifest; raises FidelityRefused when the bundle fails
+        the gate and the override was not given."""
+        rmse, max_abs = fidelity["action_rmse"], fidelity["action_max_abs"]
+        passed = rmse <= self.max_action_rmse
+        if not passed and not self.accept:
+            raise FidelityRefused(
+                f"end-to-end action RMSE {rmse:.4f} (max abs {max_abs:.3f}, normalized [-1, 1]) exceeds the "
+                f"fidelity gate {self.max_action_rmse} of {self.source}: no bundle written "
+                f"(--accept-fidelity writes it anyway; --max-action-rmse X sets another gate)")
+        return {"max_action_rmse": self.max_action_rmse, "source": self.source, "action_rmse": rmse, "passed": passed,
+                "verdict": "passed" if passed else "FAILED, written with --accept-fidelity"}

@@ -1,8 +1,10 @@
 """`tinyvla-edge quantize`: training output → verified bundle with a fidelity report.
 
-Phases: load and merge the policy → export the backbone components (ONNX, torch weights) →
-int8 static calibration where asked → attach the head (teacher, or distilled to K steps) →
-measure fidelity against the fp32 policy → write the manifest. Everything is written into a
+Stages (each shown by quantize.progress): load the policy and calibration frames → export the
+backbone components (ONNX, torch weights) → calibration (fp32 activations on real frames) and
+int8 quantization where asked → distill the head to K steps → measure fidelity against the fp32
+policy and apply the profile's fidelity gate → write. What libraries print goes to the log
+beside the output. Everything is written into a
 temporary sibling directory and renamed into place at the end: an interrupted or failed run
 leaves no bundle behind, and an existing bundle is only replaced with --force (a directory that
 is not a bundle never is). Temporary directories carry the writer's pid: SIGTERM removes them on
@@ -27,7 +29,7 @@ import torch
 from safetensors.torch import save_file
 
 from edge.bundle import BACKBONE_WEIGHTS, HEAD_WEIGHTS, TOKENIZER, load_predictor, new_manifest_fields, verify, write_manifest
-from edge.config import ComponentSpec, Profile, load_profile
+from edge.config import ComponentSpec, Profile
 from edge.errors import EdgeError
 from edge.hub import resolve_path
 from edge.policy.components import LanguageComponent, VisionComponent, split_prompt
@@ -36,7 +38,15 @@ from edge.policy.policy import Policy
 from edge.policy.prompt import IMAGE_TOKEN_INDEX
 from edge.policy.sampler import DDIMSampler
 from quantize.calibration import Observation, read_calibration_dir, split_holdout
+from quantize.fidelity import FidelityGate
+from quantize.preflight import check_quantize_inputs, check_replaceable
+from quantize.progress import QUANTIZE_STAGES, Stage, StageProgress, captured_output, log_path_for
 from quantize.report import write_report
+
+# Frames played from a --calibration-recording unless --calibration-frames says otherwise, and
+# stand-in observations for the fidelity report when no calibration data is given.
+RECORDING_FRAMES = 16
+SYNTHETIC_FIDELITY_OBSERVATIONS = 4
 
 
 def load_source(path: Path, base: Path | None) -> Policy:
@@ -49,17 +59,6 @@ def load_source(path: Path, base: Path | None) -> Policy:
     from edge.policy.checkpoint import load_training_output
 
     return load_training_output(path, base=base)
-
-
-def component_specs(profile: Profile, precision: str | None) -> dict[str, ComponentSpec]:
-    """Vision and language engine/precision from the profile, `precision` overriding both."""
-    specs = {"vision": profile.model.vision, "language": profile.model.language}
-    if precision is None:
-        return specs
-    try:
-        return {k: ComponentSpec(engine=v.engine, precision=precision) for k, v in specs.items()}
-    except ValueError as e:
-        raise EdgeError(f"--precision {precision}: {str(e).splitlines()[-1].split(', ', 1)[-1]} (profile {profile.name})") from e
 
 
 def camera_names(profile: Profile, policy: Policy) -> list[str]:
@@ -78,8 +77,9 @@ def synthetic_observations(policy: Policy, count: int) -> list[Observation]:
     return [Observation(images, state, instruction) for images, state, instruction in stand_ins(policy, count)]
 
 
-def _export_component(name: str, module, args, spec: ComponentSpec, out: Path, calib_feeds, method: str) -> dict:
-    """Write one backbone component for its engine; returns its manifest entry."""
+def _export_component(name: str, module, args, spec: ComponentSpec, out: Path) -> dict:
+    """Write one backbone component for its engine (ONNX in fp32, or torch weights); returns its
+    manifest entry. An int8 ONNX component is quantized afterwards by `_quantize_component`."""
     from edge.engines.table import ONNX, profile_engine, profile_file_kind
     from quantize.onnx_export import EXPORT_RECIPE, check_torch_export, export_onnx
 
@@ -90,19 +90,25 @@ def _export_component(name: str, module, args, spec: ComponentSpec, out: Path, c
     if profile_file_kind(spec.engine, spec.precision) == ONNX:
         fp32 = out / f"{name}.fp32.onnx"
         export_onnx(module, args, fp32, inputs, ["output"])
-        if spec.precision == "int8":
-            from quantize.int8 import quantize_static_qdq
-
-            qdq = out / f"{name}.int8.onnx"
-            quant = quantize_static_qdq(fp32, qdq, calib_feeds(), method)
-            fp32.unlink()
-            _drop_external(fp32)
-            # tensorrt int8 runs this same QDQ graph through ORT's TensorRT execution provider.
-            return {"engine": engine, "precision": "int8", "file": qdq.name, "input_shapes": shapes,
-                    "export": EXPORT_RECIPE, "quantization": quant}
         return {"engine": engine, "precision": "fp32", "file": fp32.name, "input_shapes": shapes,
                 "export": EXPORT_RECIPE}
     return {"engine": engine, "precision": spec.precision, "file": BACKBONE_WEIGHTS, "input_shapes": shapes}
+
+
+def _wants_qdq(spec: ComponentSpec, entry: dict) -> bool:
+    return spec.precision == "int8" and entry["file"].endswith(".onnx")
+
+
+def _quantize_component(name: str, entry: dict, out: Path, feeds: list[dict], method: str) -> dict:
+    """The fp32 ONNX component → a QDQ int8 one calibrated on `feeds`; returns its manifest entry."""
+    from quantize.int8 import quantize_static_qdq
+
+    fp32, qdq = out / entry["file"], out / f"{name}.int8.onnx"
+    quant = quantize_static_qdq(fp32, qdq, feeds, method)
+    fp32.unlink()
+    _drop_external(fp32)
+    # tensorrt int8 runs this same QDQ graph through ORT's TensorRT execution provider.
+    return {**entry, "precision": "int8", "file": qdq.name, "quantization": quant}
 
 
 def _drop_external(path: Path) -> None:
@@ -111,7 +117,7 @@ def _drop_external(path: Path) -> None:
         data.unlink()
 
 
-def _feeds(policy: Policy, observations: list[Observation], budget: int):
+def _feeds(policy: Policy, observations: list[Observation], budget: int, stage: Stage):
     """Calibration feeds for the vision and language components (real frames, fp32 activations)."""
     net = policy.network
     vision_feeds, language_feeds = [], []
@@ -124,6 +130,7 @@ def _feeds(policy: Policy, observations: list[Observation], budget: int):
             vision_feeds.append({"pixel_values": pixels.numpy()})
             language_feeds.append({"prefix_ids": np.array([prefix]), "image_tokens": tokens.numpy(),
                                    "suffix_ids": np.array([suffix])})
+            stage.advance()
     return vision_feeds, language_feeds
 
 
@@ -171,50 +178,74 @@ def quantize_training_output(
     max_action_rmse: float | None = None,
     calibration_method: str = "percentile",
     distill_iterations: int | None = None,
+    calibration_frames: int | None = None,
+    accept_fidelity: bool = False,
     force: bool = False,
     progress: bool = True,
 ) -> dict:
-    """Build a bundle from a training output under a deployment profile; returns the summary."""
+    """Build a bundle from a training output under a deployment profile; returns the summary.
+
+    The bundle is refused when its end-to-end action RMSE exceeds the gate (`max_action_rmse`,
+    else the profile's `model.fidelity_max_rmse`) unless `accept_fidelity`. What libraries print
+    goes to the log beside OUTPUT (`OUTPUT.quantize.log`); `progress` shows the stages on stderr."""
     started = time.perf_counter()
     output = Path(output)
-    check_replaceable(output, force)
-    prof = load_profile(profile)
-    specs = component_specs(prof, precision)
-    steps = head_steps or prof.model.head_steps
-    policy = load_source(checkpoint, base)
-    if not 1 <= steps <= policy.config.inference_steps:
-        raise EdgeError(f"--head-steps must be between 1 and the teacher's {policy.config.inference_steps}, got {steps}")
-    names = camera_names(prof, policy)
-    resolution = {c.name: (c.height, c.width) for c in prof.cameras}
-    wants_int8 = any(s.precision == "int8" for s in specs.values())
-    calib = _calibration(policy, names, resolution, calibration, calibration_recording)
-    if wants_int8 and calib is None:
-        raise EdgeError("int8 needs calibration frames: pass --calibration DIR or --calibration-recording FILE "
-                        "(tinyvla-edge capture writes them); int8 is never calibrated on noise")
-    if calib is not None:
-        calibrate_on, held_out = split_holdout(calib.observations)
-        fidelity_source = calib.source
-    else:
-        calibrate_on, held_out = [], synthetic_observations(policy, 4)
-        fidelity_source = "synthetic frames (no calibration data given)"
-    budget = prof.model.max_prompt_tokens
-    for obs in calibrate_on + held_out:
-        if not _fits(policy, obs.instruction, budget):
-            raise EdgeError(f"instruction '{obs.instruction[:40]}' exceeds the profile's prompt budget of {budget} tokens")
-
+    prof, specs = check_quantize_inputs(checkpoint, profile, output, base, calibration, calibration_recording,
+                                        precision, force)
+    gate = FidelityGate.for_profile(prof, max_action_rmse, accept_fidelity)
     output.parent.mkdir(parents=True, exist_ok=True)
+    log_path = log_path_for(output)
+    with captured_output(log_path) as (console, log):
+        stages = StageProgress("quantize", QUANTIZE_STAGES, console if progress else None, log)
+        try:
+            summary = _quantize(checkpoint, prof, specs, output, base, calibration, calibration_recording, head_steps,
+                                calibration_method, distill_iterations, calibration_frames, gate, force, stages)
+        except BaseException as e:
+            log.write(f"error: {str(e) or type(e).__name__}\n")
+            raise
+        finally:
+            stages.close()
+    summary["output"] = str(output)
+    summary["log"] = str(log_path)
+    summary["seconds"] = round(time.perf_counter() - started, 2)
+    return summary
+
+
+def _quantize(checkpoint, prof, specs, output, base, calibration, calibration_recording, head_steps, method,
+              distill_iterations, calibration_frames, gate, force, stages: StageProgress) -> dict:
+    with stages.stage("load") as stage:
+        policy = load_source(checkpoint, base)
+        steps = head_steps or prof.model.head_steps
+        if not 1 <= steps <= policy.config.inference_steps:
+            raise EdgeError(f"--head-steps must be between 1 and the teacher's {policy.config.inference_steps}, got {steps}")
+        names = camera_names(prof, policy)
+        resolution = {c.name: (c.height, c.width) for c in prof.cameras}
+        wants_int8 = any(s.precision == "int8" for s in specs.values())
+        calib = _calibration(policy, names, resolution, calibration, calibration_recording, calibration_frames)
+        if wants_int8 and calib is None:
+            raise EdgeError("int8 needs calibration frames: pass --calibration DIR or --calibration-recording FILE "
+                            "(tinyvla-edge capture writes them); int8 is never calibrated on noise")
+        if calib is not None:
+            calibrate_on, held_out = split_holdout(calib.observations)
+            fidelity_source = calib.source
+        else:
+            calibrate_on, held_out = [], synthetic_observations(policy, SYNTHETIC_FIDELITY_OBSERVATIONS)
+            fidelity_source = "synthetic frames (no calibration data given)"
+        budget = prof.model.max_prompt_tokens
+        for obs in calibrate_on + held_out:
+            if not _fits(policy, obs.instruction, budget):
+                raise EdgeError(f"instruction '{obs.instruction[:40]}' exceeds the profile's prompt budget of {budget} tokens")
+        stage.note(f"{len(calibrate_on)} calibration + {len(held_out)} held-out observations from {fidelity_source}")
+
     with owned_tmpdir(output.parent, f".{output.name}.partial-") as tmp:
         summary = _build(policy, prof, specs, steps, names, resolution, calibrate_on, held_out, budget, tmp,
-                         calibration_method, distill_iterations, progress, checkpoint, calib, fidelity_source)
-        rmse = summary["fidelity"]["action_rmse"]
-        if max_action_rmse is not None and rmse > max_action_rmse:
-            raise EdgeError(f"normalized action RMSE {rmse:.4f} exceeds --max-action-rmse {max_action_rmse} (no bundle written)")
-        make_readable(tmp)
-        verify(tmp)
-        check_replaceable(output, force)  # again: the run took minutes, something may have appeared
-        _move_into_place(tmp, output)
-    summary["output"] = str(output)
-    summary["seconds"] = round(time.perf_counter() - started, 2)
+                         method, distill_iterations, stages, checkpoint, calib, fidelity_source, gate)
+        with stages.stage("write") as stage:
+            make_readable(tmp)
+            verify(tmp)
+            check_replaceable(output, force)  # again: the run took minutes, something may have appeared
+            _move_into_place(tmp, output)
+            stage.note(str(output))
     return summary
 
 
@@ -224,21 +255,20 @@ def _fits(policy: Policy, instruction: str, budget: int) -> bool:
     return prompt_fits(policy, instruction, budget)
 
 
-def _calibration(policy, names, resolution, directory, recording):
-    if directory is not None and recording is not None:
-        raise EdgeError("pass either --calibration or --calibration-recording, not both")
+def _calibration(policy, names, resolution, directory, recording, frames: int | None):
     default_state = np.asarray((policy.stats.example_qpos or [policy.stats.qpos_mean])[0], np.float32)
     if recording is not None:
-        with owned_tmpdir(Path(tempfile.gettempdir()), CALIBRATION_TMP_PREFIX) as frames:
-            _frames_from_recording(recording, names, frames)
-            calib = read_calibration_dir(frames, names, default_state, resolution)  # read into memory
+        with owned_tmpdir(Path(tempfile.gettempdir()), CALIBRATION_TMP_PREFIX) as played:
+            _frames_from_recording(recording, names, played, frames or RECORDING_FRAMES)
+            calib = read_calibration_dir(played, names, default_state, resolution)  # read into memory
         return dataclasses.replace(calib, source=f"recording {recording}")
     if directory is None:
         return None
-    return read_calibration_dir(directory, names, default_state, resolution)
+    calib = read_calibration_dir(directory, names, default_state, resolution)
+    return dataclasses.replace(calib, observations=calib.observations[:frames]) if frames else calib
 
 
-def _frames_from_recording(recording: Path, names: list[str], out: Path, frames: int = 16) -> None:
+def _frames_from_recording(recording: Path, names: list[str], out: Path, frames: int) -> None:
     """Play a RealSense recording through the camera driver into a calibration directory."""
     from drivers.camera.capture import capture
 
@@ -284,18 +314,6 @@ def _process_alive(pid: int) -> bool:
     return True
 
 
-def check_replaceable(output: Path, force: bool) -> None:
-    """Refuse an --output that exists, unless --force and it is a bundle (a directory with a manifest):
-    --force never deletes anything else."""
-    if not (output.exists() or output.is_symlink()):
-        return
-    if not force:
-        raise EdgeError(f"output exists: {output} (use --force to replace it)")
-    if output.is_symlink() or not output.is_dir() or not (output / "manifest.json").is_file():
-        raise EdgeError(f"output {output} exists and is not a bundle (no manifest.json): --force only replaces a "
-                        "bundle; choose another --output")
-
-
 def make_readable(bundle: Path) -> None:
     """Directories 0755, files 0644: mkdtemp makes 0700 and a umask of 077 makes 0600, and the
     service user must read a bundle another user wrote or copied."""
@@ -306,7 +324,7 @@ def make_readable(bundle: Path) -> None:
 
 
 def _build(policy, prof, specs, steps, names, resolution, calibrate_on, held_out, budget, tmp, method,
-           distill_iterations, progress, checkpoint, calib, fidelity_source) -> dict:
+           distill_iterations, stages, checkpoint, calib, fidelity_source, gate) -> dict:
     net = policy.network
     vision, language = VisionComponent(net).eval(), LanguageComponent(net).eval()
     prefix, suffix, _ = split_prompt(policy.tokenizer.encode_instruction("x"), IMAGE_TOKEN_INDEX, budget, policy.config.pad_token_id)
@@ -315,18 +333,27 @@ def _build(policy, prof, specs, steps, names, resolution, calibrate_on, held_out
     with torch.inference_mode():
         img = vision(px)
     args = {"vision": (px,), "language": (torch.tensor([prefix]), img, torch.tensor([suffix]))}
-    feeds = {}
-
-    def calib_feeds_for(name):
-        if not feeds:
-            feeds["vision"], feeds["language"] = _feeds(policy, calibrate_on, budget)
-        return lambda: feeds[name]
 
     components = {}
-    for name, module in (("vision", vision), ("language", language)):
-        components[name] = _export_component(name, module, args[name], specs[name], tmp, calib_feeds_for(name), method)
-    if any(c["file"] == BACKBONE_WEIGHTS for c in components.values()):
-        save_file({k: v.contiguous() for k, v in net.state_dict().items() if k.startswith("gpt_neox.")}, str(tmp / BACKBONE_WEIGHTS))
+    with stages.stage("export", total=2) as stage:
+        for name, module in (("vision", vision), ("language", language)):
+            components[name] = _export_component(name, module, args[name], specs[name], tmp)
+            stage.advance()
+        stage.note(", ".join(dict.fromkeys(c["file"] for c in components.values())))
+        if any(c["file"] == BACKBONE_WEIGHTS for c in components.values()):
+            save_file({k: v.contiguous() for k, v in net.state_dict().items() if k.startswith("gpt_neox.")}, str(tmp / BACKBONE_WEIGHTS))
+    to_quantize = [name for name, entry in components.items() if _wants_qdq(specs[name], entry)]
+    if to_quantize:
+        with stages.stage("calibration", total=len(calibrate_on)) as stage:
+            feeds = dict(zip(("vision", "language"), _feeds(policy, calibrate_on, budget, stage)))
+        with stages.stage("quantization", total=len(to_quantize)) as stage:
+            for name in to_quantize:
+                components[name] = _quantize_component(name, components[name], tmp, feeds.pop(name), method)
+                stage.advance()
+            stage.note(f"{method} ranges: " + ", ".join(components[n]["file"] for n in to_quantize))
+    else:
+        stages.skip("calibration", "no int8 component")
+        stages.skip("quantization", "no int8 component")
     shutil.copyfile(policy.tokenizer.path, tmp / TOKENIZER)
     teacher = policy.sampler()
     head_state = {k: v for k, v in net.embed_out.state_dict().items()}
@@ -344,16 +371,23 @@ def _build(policy, prof, specs, steps, names, resolution, calibrate_on, held_out
     write_manifest(tmp, manifest)
     distill_info = None
     if steps != teacher.steps:
-        distill_info = _distill_into(policy, tmp, manifest, steps, calibrate_on or held_out, distill_iterations, progress)
-    predictor = load_predictor(tmp, require_engines=False)
+        with stages.stage("distillation") as stage:
+            distill_info = _distill_into(policy, tmp, manifest, steps, calibrate_on or held_out, distill_iterations, stage)
+    else:
+        stages.skip("distillation", f"the head keeps the teacher's {teacher.steps} steps")
     from quantize.fidelity import measure_fidelity
 
-    fidelity = measure_fidelity(policy, predictor, held_out)
-    fidelity["held_out_from"] = fidelity_source
-    if calib is not None:
-        fidelity["states_from"], fidelity["instructions_from"] = calib.states_from, calib.instructions_from
-    if distill_info:
-        fidelity["distillation"] = distill_info
+    with stages.stage("fidelity", total=len(held_out)) as stage:
+        predictor = load_predictor(tmp, require_engines=False)
+        fidelity = measure_fidelity(policy, predictor, held_out, progress=stage)
+        fidelity["held_out_from"] = fidelity_source
+        if calib is not None:
+            fidelity["states_from"], fidelity["instructions_from"] = calib.states_from, calib.instructions_from
+        if distill_info:
+            fidelity["distillation"] = distill_info
+        fidelity["gate"] = gate.judge(fidelity)  # raises when refused
+        stage.note(f"end-to-end RMSE {fidelity['action_rmse']:.4f} (gate {gate.max_action_rmse}: "
+                   f"{fidelity['gate']['verdict']})")
     manifest["fidelity"] = fidelity
     write_report(tmp, manifest)
     write_manifest(tmp, manifest)
@@ -361,22 +395,24 @@ def _build(policy, prof, specs, steps, names, resolution, calibrate_on, held_out
             "camera_names": names}
 
 
-def _distill_into(policy, tmp, manifest, steps, observations, iterations, progress) -> dict:
+def _distill_into(policy, tmp, manifest, steps, observations, iterations, stage: Stage) -> dict:
     """Distill the head to `steps` on conditions from the bundle's (quantized) backbone."""
     try:
         from quantize.distill import distill_head
     except ImportError as e:
         raise EdgeError(f"head distillation is not available in this install: {e}") from e
     predictor = load_predictor(tmp, require_engines=False)
+    stage.note(f"conditions of {len(observations)} observations")
     with torch.inference_mode():
         conditions = torch.cat([predictor.condition(o.images, o.state, o.instruction) for o in observations])
     kwargs = {"iterations": iterations} if iterations else {}
     result = distill_head(policy, conditions, steps=steps, teacher_steps=policy.config.inference_steps,
-                          progress=progress, **kwargs)
+                          progress=stage, **kwargs)
     info = result.to_manifest()
     sampler = DDIMSampler(result.timesteps, policy.config.train_timesteps)
     manifest["head"] = _head_entry(policy, steps, tmp, result.head.state_dict(), info, sampler)
     write_manifest(tmp, manifest)
+    stage.note(f"{result.method}, {policy.config.inference_steps} → {steps} steps")
     return info
 
 

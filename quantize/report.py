@@ -33,6 +33,7 @@ def write_report(directory: Path, manifest: dict) -> Path:
         f"| backbone-only max abs error | {f.get('backbone_action_max_abs', float('nan')):.5f} |",
         f"| end-to-end normalized action RMSE vs {f.get('reference', 'teacher')} | {f.get('action_rmse', float('nan')):.5f} |",
         f"| end-to-end max abs error | {f.get('action_max_abs', float('nan')):.5f} |",
+        *_gate_rows(f.get("gate")),
         "",
         "Latency on the machine that built the bundle (median ms): "
         + ", ".join(f"{k} {v:.2f}" for k, v in f.get("latency_ms_median", {}).items()),
@@ -41,3 +42,15 @@ def write_report(directory: Path, manifest: dict) -> Path:
     path = Path(directory) / "report.md"
     path.write_text("\n".join(lines))
     return path
+
+
+def gate_line(gate: dict) -> str:
+    """The fidelity gate and its verdict in one line (the report and the quantize summary)."""
+    return (f"end-to-end RMSE {gate['action_rmse']:.5f} <= {gate['max_action_rmse']} ({gate['source']}): "
+            f"{gate['verdict']}")
+
+
+def _gate_rows(gate: dict | None) -> list[str]:
+    if gate is None:
+        return []
+    return [f"| fidelity gate | {gate_line(gate)} |"]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from quantize.report import gate_line
+
 
 def render_summary(result: dict) -> str:
     f = result["fidelity"]
@@ -20,4 +22,8 @@ def render_summary(result: dict) -> str:
         f"    end-to-end RMSE       {f['action_rmse']:.5f} (max abs {f['action_max_abs']:.5f}) vs {f['reference']}",
         "    latency (median ms)   " + ", ".join(f"{k} {v:.2f}" for k, v in f["latency_ms_median"].items()),
     ]
+    if "gate" in f:
+        rows.append(f"    fidelity gate         {gate_line(f['gate'])}")
+    if "log" in result:
+        rows += ["", f"  log (warnings of the libraries it ran): {result['log']}"]
     return "\n".join(rows)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 from edge.errors import EdgeError
@@ -13,10 +14,12 @@ from edge.policy.policy import Policy
 from quantize.distill import distributed
 from quantize.distill.api import DEFAULT_BATCH_SIZE, DEFAULT_ITERATIONS, DEFAULT_LEARNING_RATE, distill_head, render_summary
 from quantize.distill.conditions import compute_conditions, read_calibration, synthetic_observations
-from quantize.distill.objectives import DEFAULT_METHOD
+from quantize.distill.objectives import DEFAULT_METHOD, METHODS
 from quantize.distill.schedule import validate_head, validate_steps
+from quantize.progress import StageProgress
 
 REPORT_FILE = "distill.json"
+DISTILL_STAGES = ("load", "conditions", "distillation")
 CHECKPOINT_DIR = "distill-checkpoint"
 
 
@@ -30,6 +33,12 @@ def load_source(source: Path, base: Path | None = None) -> tuple[str, Policy]:
     if (source / "manifest.json").is_file():
         raise EdgeError(f"{source}: distilling a bundle's head is not supported yet; pass its training output")
     return "training_output", load_training_output(source, base=base)
+
+
+def check_method(method: str | None) -> None:
+    """Refuse an unknown distillation method before anything is loaded or computed."""
+    if method is not None and method not in METHODS:
+        raise EdgeError(f"unknown distillation method {method!r}: choose one of {', '.join(METHODS)}")
 
 
 def run_distill(
@@ -54,6 +63,7 @@ def run_distill(
     """Load SOURCE (training output, native policy or bundle), compute the calibration
     conditions, distill, and (rank 0) write OUTPUT: the policy with the student head and
     distill.json. Returns the report (with `output` and `rank` added)."""
+    check_method(method)
     if calibration is None and not synthetic_calibration:
         raise EdgeError(
             "distillation needs calibration observations: pass --calibration DIR (from `tinyvla-edge capture`), "
@@ -66,20 +76,28 @@ def run_distill(
     if not resume and (output / REPORT_FILE).exists():
         raise EdgeError(f"{output} already holds a distilled policy: choose another --output or remove it")
 
-    kind, policy = load_source(Path(source), base)
-    validate_head(policy.config.head)
-    if calibration is not None:
-        observations = read_calibration(policy, Path(calibration), instruction)
-    else:
-        observations = synthetic_observations(policy, int(synthetic_calibration), seed)
     world = distributed.join(device)
-    conditions = compute_conditions(policy, observations, progress=progress and world.is_main)
-    result = distill_head(
-        policy, conditions, steps, teacher_steps=teacher_steps, method=method or DEFAULT_METHOD, seed=seed,
-        iterations=iterations or DEFAULT_ITERATIONS, holdout=holdout, checkpoint_dir=output / CHECKPOINT_DIR,
-        resume=resume, progress=progress, batch_size=batch_size or DEFAULT_BATCH_SIZE,
-        learning_rate=learning_rate or DEFAULT_LEARNING_RATE, device=device,
-    )
+    stages = StageProgress("distill", DISTILL_STAGES, sys.stderr if progress and world.is_main else None)
+    try:
+        with stages.stage("load") as stage:
+            kind, policy = load_source(Path(source), base)
+            validate_head(policy.config.head)
+            if calibration is not None:
+                observations = read_calibration(policy, Path(calibration), instruction)
+            else:
+                observations = synthetic_observations(policy, int(synthetic_calibration), seed)
+            stage.note(f"{kind}, {len(observations)} observations")
+        with stages.stage("conditions", total=len(observations)) as stage:
+            conditions = compute_conditions(policy, observations, progress=stage)
+        with stages.stage("distillation") as stage:
+            result = distill_head(
+                policy, conditions, steps, teacher_steps=teacher_steps, method=method or DEFAULT_METHOD, seed=seed,
+                iterations=iterations or DEFAULT_ITERATIONS, holdout=holdout, checkpoint_dir=output / CHECKPOINT_DIR,
+                resume=resume, progress=stage, batch_size=batch_size or DEFAULT_BATCH_SIZE,
+                learning_rate=learning_rate or DEFAULT_LEARNING_RATE, device=device,
+            )
+    finally:
+        stages.close()
     report = result.to_manifest()
     report["calibration"].update(
         source=str(calibration) if calibration is not None else "synthetic",

@@ -17,6 +17,7 @@ import torch
 from edge.errors import EdgeError
 from edge.policy.policy import Policy
 from quantize.calibration import Observation, read_calibration_dir
+from quantize.progress import Stage
 
 MIN_TRAIN = 4
 MIN_HOLDOUT = 2
@@ -29,17 +30,17 @@ SYNTHETIC_INSTRUCTIONS = (
 
 
 @torch.inference_mode()
-def compute_conditions(policy: Policy, observations: list[Observation], progress: bool = False) -> torch.Tensor:
+def compute_conditions(policy: Policy, observations: list[Observation], progress: Stage | None = None) -> torch.Tensor:
     """Run each observation through the policy's backbone and the head's `encode_condition`:
-    the cached head conditions [N, H] (float32, CPU)."""
-    from tqdm import tqdm
-
+    the cached head conditions [N, H] (float32, CPU). `progress` advances once per observation."""
     network = policy.network
     out = []
-    for images, state, instruction in tqdm(observations, desc="conditions", disable=not progress, unit="obs"):
+    for images, state, instruction in observations:
         obs = policy.prepare(images, state, instruction)
         hidden = network.backbone(obs.input_ids, obs.pixel_values)
         out.append(network.embed_out.encode_condition(hidden, obs.states).float().cpu())
+        if progress is not None:
+            progress.advance()
     if not out:
         raise EdgeError("no calibration observations")
     return torch.cat(out)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import math
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +23,7 @@ from edge.policy.head import ConditionalUnet1D
 from quantize.distill.distributed import World
 from quantize.distill.objectives import DistillLoss, Round, rounds_for
 from quantize.distill.state import RunSettings, check_resumable, load_state, save_state, STATE_FILE
+from quantize.progress import Stage, StageProgress
 
 GRAD_CLIP = 1.0
 HISTORY_POINTS_PER_ROUND = 20
@@ -82,9 +84,12 @@ def train_student(
     resume: bool = False,
     checkpoint_every_s: float = 300.0,
     checkpoint_every_steps: int | None = None,
-    progress: bool = True,
+    progress: bool | Stage = True,
 ) -> TrainOutcome:
-    """Distill `teacher` (frozen, on world.device) on the training `conditions` [N, H]."""
+    """Distill `teacher` (frozen, on world.device) on the training `conditions` [N, H].
+
+    `progress`: show a stage of its own on stderr (True), nothing (False), or advance the
+    caller's stage (quantize's "distillation")."""
     rounds = rounds_for(settings.method, settings.steps, settings.teacher_steps)
     per_round = split_iterations(settings.iterations, len(rounds))
     student = trainable_student(copy.deepcopy(teacher))
@@ -145,8 +150,7 @@ def train_student(
             if len(window) == log_every or s == per_round[r] - 1:
                 outcome.history.append((offset + s + 1, float(np.mean(window))))
                 window = []
-            bar.set_postfix(loss=f"{loss:.4g}", round=f"{r + 1}/{len(rounds)} K={len(rounds[r].student_timesteps)}")
-            bar.update(1)
+            bar.advance(loss=f"{loss:.4g}", round=f"{r + 1}/{len(rounds)} K={len(rounds[r].student_timesteps)}")
             due_time = time.monotonic() - last_save >= checkpoint_every_s
             due_step = checkpoint_every_steps is not None and (s + 1) % checkpoint_every_steps == 0
             if (due_time or due_step) and s + 1 < per_round[r]:
@@ -155,7 +159,8 @@ def train_student(
         round_teacher = student  # saved as the next round's teacher (it is copied when that round starts)
         checkpoint(r + 1, 0, None)
         last_save = time.monotonic()
-    bar.close()
+    if bar is not progress:
+        bar.finish()
     outcome.elapsed_s += time.monotonic() - started
     return outcome
 
@@ -180,10 +185,12 @@ def _head_cfg(model):
     return module.student.cfg
 
 
-def _progress_bar(settings: RunSettings, world: World, progress: bool, initial: int):
-    from tqdm import tqdm
-
-    return tqdm(
-        total=settings.iterations, initial=initial, disable=not (progress and world.is_main),
-        desc=f"distill {settings.method} {settings.teacher_steps}→{settings.steps}", unit="it", dynamic_ncols=True,
-    )
+def _progress_bar(settings: RunSettings, world: World, progress: bool | Stage, initial: int) -> Stage:
+    """The caller's stage, or one of our own (shown only on the main rank)."""
+    if isinstance(progress, Stage):
+        progress.set_total(settings.iterations, initial)
+        return progress
+    stage = StageProgress.single("distill", f"{settings.method} {settings.teacher_steps}→{settings.steps}",
+                                 settings.iterations, sys.stderr if progress and world.is_main else None)
+    stage.set_total(settings.iterations, initial)
+    return stage
