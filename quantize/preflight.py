@@ -7,16 +7,12 @@ torch and transformers; `quantize_training_output` runs them again for Python ca
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 from edge.config import ComponentSpec, Profile, load_profile
 from edge.errors import EdgeError
+from edge.hub import parse_hub_id
 from quantize.calibration import check_camera_folders
-
-# `org/repo[@revision][:subdir]`: a source of this shape that is not a local path may be a Hub
-# id, which its loader resolves; any other source must exist here.
-_HUB_ID_SHAPE = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]*[A-Za-z0-9](@[\w./-]+)?(:[\w./ +-]+)?")
 
 
 def check_quantize_inputs(
@@ -42,7 +38,7 @@ def check_quantize_inputs(
 
 def check_source(path: Path, what: str) -> None:
     """A local source must exist; one shaped like a Hub id is left to its loader."""
-    if not Path(path).exists() and not _HUB_ID_SHAPE.fullmatch(str(path)):
+    if not Path(path).exists() and parse_hub_id(str(path)) is None:
         raise EdgeError(f"{what} not found: {path}")
 
 
