@@ -9,7 +9,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -19,10 +18,8 @@ from drivers.arm.serial_arm import ReplyTime, attempt_timeout_s
 from drivers.camera.configs import CameraConfig, parse_camera_spec, split_named_spec
 from edge.config import Profile
 from edge.errors import EdgeError
+from edge.policy.contract import ChunkPredictor
 from edge.runtime.safety import SafetyLimits
-
-if TYPE_CHECKING:  # the control process needs only the protocol's shape; importing it pulls in torch
-    from edge.policy.predictor import ChunkPredictor
 
 # How each action layout is commanded: TinyVLA's 10-D xyz + rot6d + gripper becomes a 7-D
 # end-effector target; raw actions go to the arm as they are, in whatever space it declares.
@@ -90,9 +87,8 @@ def load_local_predictor(path: Path, seed: int = 0, base: Path | None = None) ->
 
 def arm_requirement(predictor: ChunkPredictor) -> ArmRequirement:
     """What the bundle's robot actions need from the arm."""
-    robot = predictor.postprocess(np.zeros((1, predictor.action_dim), np.float32)).robot_actions
-    layout = getattr(predictor.config, "action_layout", "raw")
-    return ArmRequirement(int(robot.shape[-1]), LAYOUT_ACTION_SPACE.get(layout))
+    decoder = predictor.decoder
+    return ArmRequirement(decoder.robot_dim, LAYOUT_ACTION_SPACE.get(decoder.layout))
 
 
 def check_rate(rate_hz: float, profile: Profile) -> None:
