@@ -111,6 +111,7 @@ def run_loop(policy, cameras: Sequence[Camera], arm: SerialArm, instruction: str
     if max_ticks is None and duration_s is None:
         raise ValueError("run_loop needs max_ticks or duration_s")
     prof = load_profile(profile)
+    prof.model.check_chunk_size(policy.chunk_size)
     check_instruction(policy, instruction)
     check_arm(arm.info, arm_requirement(policy), policy.state_dim)
     limits = SafetyLimits.combine(arm.info, prof.arm)

@@ -141,6 +141,7 @@ def measure_profile(request: ProfileRequest, profile: Profile) -> ProfileRun:
     from edge.runtime.startup import load_run_predictor
 
     predictor, _ = load_run_predictor(request.bundle, base=request.base)
+    profile.model.check_chunk_size(predictor.chunk_size)
     names = tuple(predictor.camera_names)
     stages: dict[Stage, list[float]] = {s: [] for s in Stage}
     boundaries: list[tuple[float, float]] = []

@@ -15,7 +15,6 @@ import numpy as np
 from drivers.arm import protocol as sp
 from drivers.arm import ArmInfo, ArmState
 from drivers.arm.serial_arm import ReplyTime, attempt_timeout_s
-from drivers.camera.configs import CameraConfig, parse_camera_spec, split_named_spec
 from edge.config import Profile
 from edge.errors import EdgeError
 from edge.policy.contract import ChunkPredictor
@@ -188,37 +187,6 @@ def check_instruction(predictor: ChunkPredictor, instruction: str) -> int:
         raise RunRefused(f"instruction is too long: {count} prompt tokens, the bundle's budget is "
                          f"{predictor.max_prompt_tokens}; shorten it")
     return count
-
-
-def match_cameras(specs: list[str], camera_names: tuple[str, ...]) -> list[tuple[str, CameraConfig]]:
-    """`--camera` values → (name, config) in the bundle's camera order.
-
-    NAME=SPEC names a camera; an unnamed SPEC takes the next bundle camera not named explicitly.
-    Every bundle camera must be given exactly once and no other.
-    """
-    named: dict[str, CameraConfig] = {}
-    unnamed: list[CameraConfig] = []
-    for text in specs:
-        name, spec = split_named_spec(text)
-        config = parse_camera_spec(spec)
-        if name is None:
-            unnamed.append(config)
-        elif name in named:
-            raise RunRefused(f"camera {name} is given twice")
-        else:
-            named[name] = config
-    unknown = [n for n in named if n not in camera_names]
-    if unknown:
-        raise RunRefused(f"camera {unknown[0]!r} is not in the bundle (its cameras: {', '.join(camera_names)})")
-    free = [n for n in camera_names if n not in named]
-    if len(unnamed) > len(free):
-        raise RunRefused(f"{len(specs)} cameras given; the bundle has {len(camera_names)} ({', '.join(camera_names)})")
-    named.update(zip(free, unnamed))
-    missing = [n for n in camera_names if n not in named]
-    if missing:
-        raise RunRefused(f"the bundle needs camera {missing[0]!r} (cameras: {', '.join(camera_names)}); "
-                         f"add --camera {missing[0]}=SPEC")
-    return [(n, named[n]) for n in camera_names]
 
 
 def check_arm(info: ArmInfo, need: ArmRequirement, state_dim: int) -> None:
