@@ -18,9 +18,9 @@ from edge.engines.table import ENGINES, ONNX, builder_stand_in, load_onnx, load_
 from edge.errors import BundleError, EdgeError
 from edge.policy.actions import ActionDecoder
 from edge.policy.components import split_prompt, suffix_length
+from edge.policy.contract import Prediction, Stopwatch
 from edge.policy.head import ConditionalUnet1D
 from edge.policy.native import policy_from_metadata
-from edge.policy.contract import Prediction, Stopwatch
 from edge.policy.preprocess import preprocess_cameras
 from edge.policy.prompt import IMAGE_TOKEN_INDEX
 from edge.policy.sampler import DDIMSampler
