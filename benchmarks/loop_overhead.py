@@ -79,9 +79,6 @@ class SlowPredictor:
         time.sleep(max(0.0, self.seconds - (time.perf_counter() - start)))
         return prediction
 
-    def postprocess(self, normalized):
-        return self.inner.postprocess(normalized)
-
 
 def apply_niceness(nice: int) -> int:
     """Run at `nice` like the systemd unit `tinyvla-edge install` writes (Nice=, or SCHED_FIFO where
@@ -205,7 +202,7 @@ def run_naive(predictor, rig: Rig, rate_hz: float, seconds: float) -> dict:
         starts.append(start)
         images = [c.wait_newer(0, 1.0).color for c in rig.cameras]
         prediction = predictor.predict(images, np.asarray(state.as_target(), np.float32), INSTRUCTION)
-        decision = safety.decide(np.asarray(prediction.chunk.robot_actions[0], np.float64), state)
+        decision = safety.decide(np.asarray(predictor.decoder.robot_actions(prediction.normalized[0]), np.float64), state)
         try:
             if rig.arm.send_target(decision.target).accepted:
                 safety.accepted(decision.target)

@@ -1,7 +1,8 @@
 """The Python API: the few entry points a script, a notebook or a ROS 2 node needs.
 
     policy = load_policy("tinyvla-bundle")                 # verify, load
-    prediction = policy.predict(images, state, instruction) # one chunk from numpy
+    prediction = policy.predict(images, state, instruction) # one normalized chunk from numpy
+    actions = policy.decoder.robot_actions(prediction.normalized)  # in robot units
     camera = open_camera("synthetic:64x48@30", "left")      # or realsense:SERIAL, recording:PATH
     arm = connect_arm("/dev/tinyvla-arm")                   # or SimArm(): the firmware emulator
     report = run_loop(policy, [camera, ...], arm, instruction, on_tick=callback, log_dir="episode")
@@ -45,7 +46,9 @@ def load_policy(path: str | Path, seed: int = 0):
     development, a TinyVLA training output run in torch fp32. The result has `camera_names`,
     `state_dim`, `action_dim`, `chunk_size`, `head_steps`, `max_prompt_tokens`, and
     `predict(images, state, instruction) -> Prediction` where images are uint8 HxWx3 RGB in
-    `camera_names` order and `Prediction.chunk.robot_actions` is [chunk_size, values]."""
+    `camera_names` order and `Prediction.normalized` is the head's chunk [chunk_size, action_dim]
+    in [-1, 1]; `decoder.robot_actions(prediction.normalized)` gives the robot commands
+    [chunk_size, decoder.robot_dim]."""
     return load_local_predictor(resolve_path(path), seed)
 
 
@@ -109,6 +112,7 @@ def run_loop(policy, cameras: Sequence[Camera], arm: SerialArm, instruction: str
     if max_ticks is None and duration_s is None:
         raise ValueError("run_loop needs max_ticks or duration_s")
     prof = load_profile(profile)
+    prof.model.check_chunk_size(policy.chunk_size)
     check_instruction(policy, instruction)
     check_arm(arm.info, arm_requirement(policy), policy.state_dim)
     limits = SafetyLimits.combine(arm.info, prof.arm)

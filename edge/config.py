@@ -133,7 +133,7 @@ class CameraSpec(_Strict):
     width: int = Field(default=640, gt=0, le=8192)
     height: int = Field(default=480, gt=0, le=8192)
     fps: int = Field(default=30, gt=0, le=1000)
-    depth: bool = False
+    depth: bool = False  # off: color only (no depth stream, no per-frame alignment on the CPU)
 
 
 class ArmSpec(_Strict):
@@ -161,6 +161,13 @@ class ModelSpec(_Strict):
     # Pythia's context is 2048 tokens, 1152 of which the two images take.
     max_prompt_tokens: int = Field(default=64, gt=0, le=2048)
     fidelity_max_rmse: float = Field(default=0.05, gt=0, le=2, description="quantize's gate: end-to-end normalized action RMSE")
+
+    def check_chunk_size(self, chunk_size: int) -> None:
+        """ProfileError (one line) unless the bundle's head predicts `chunk_size` actions per chunk,
+        as the profile says: the ensembling, deadlines and power figures assume it."""
+        if chunk_size != self.chunk_size:
+            raise ProfileError(f"the bundle predicts {chunk_size} actions per chunk, the profile's model.chunk_size is "
+                               f"{self.chunk_size}: run it with the profile it was built for, or set model.chunk_size: {chunk_size}")
 
 
 class ControlSpec(_Strict):

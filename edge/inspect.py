@@ -83,10 +83,11 @@ def inspect_bundle(path: Path, observation: Path | None, noise: Path | None, out
         prediction = predictor.predict(images, state, instruction, noise=init)
     except ValueError as e:  # e.g. a state of the wrong length
         raise EdgeError(f"{observation}: {e}") from e
-    write_result(output, prediction.chunk)
+    chunk = predictor.decoder.decode(prediction.normalized)
+    write_result(output, chunk)
     facts["run"] = {"observation": str(observation), "output": str(output), "steps": predictor.head_steps,
                     "noise": str(noise) if noise else "seed 0", "timings_ms": prediction.timings_ms,
-                    "first_robot_action": [round(float(x), 5) for x in prediction.chunk.robot_actions[0]]}
+                    "first_robot_action": [round(float(x), 5) for x in chunk.robot_actions[0]]}
     return facts
 
 

@@ -52,7 +52,7 @@ def measure_fidelity(policy: Policy, predictor: BundlePredictor, held_out: list[
                 lambda k, x: predictor.head.denoise(x, predictor._step_features[k : k + 1], ref_cond), noise)
             teacher_chunk = policy.network.sample(ref_cond, noise, teacher)
         prediction = predictor.predict(obs.images, obs.state, obs.instruction, noise=noise)
-        ours = torch.from_numpy(prediction.chunk.normalized)
+        ours = torch.from_numpy(prediction.normalized)
         cosines.append(_cosine(ref_cond, bundle_cond))
         bb_err.append((ours - same_head[0]).numpy())
         e2e_err.append((ours - teacher_chunk[0]).numpy())

@@ -3,8 +3,9 @@
 pyrealsense2 is imported only when a RealSense camera is opened, through
 `drivers.camera.realsense_import` (which loads the libusb it needs); a failed import says what is missing. What the field needs (peers.md §1d, §10, §11; jetson.md §5) is handled here:
 warm-up frames are discarded, a camera that will not start is retried with a hardware reset
-before the last try, depth is aligned to color with `rs.align`, and recordings (.bag, or .db3
-as librealsense >= 2.57 writes) play through the same pipeline via `enable_device_from_file`.
+before the last try, and recordings (.bag, or .db3 as librealsense >= 2.57 writes) play through
+the same pipeline via `enable_device_from_file`. Depth is streamed (and aligned to color with
+`rs.align`, on the host CPU for every frame) only when the config asks for it.
 """
 
 from __future__ import annotations
@@ -97,6 +98,15 @@ def _to_rgb(rs, fmt) -> Callable[[np.ndarray], np.ndarray]:
     return converters[fmt]
 
 
+def live_streams(rs, config: RealSenseConfig) -> list[tuple]:
+    """The `rs.config.enable_stream` arguments for a live camera: color, plus depth only when the
+    config asks for it."""
+    streams = [(rs.stream.color, config.width, config.height, rs.format.rgb8, config.fps)]
+    if config.depth:
+        streams.append((rs.stream.depth, *config.depth_size, rs.format.z16, config.fps))
+    return streams
+
+
 class RealSenseSource:
     """FrameSource over an rs.pipeline, live (RealSenseConfig) or from a file (RecordingConfig)."""
 
@@ -135,6 +145,8 @@ class RealSenseSource:
         pipeline = rs.pipeline()
         rs_config = rs.config()
         rs_config.enable_device_from_file(str(path), repeat_playback=config.loop)
+        if not config.depth:
+            rs_config.enable_stream(rs.stream.color)  # only color plays: no depth frames, no alignment
         try:
             # Resolve first and set the pace on that device: pipeline.start() reuses it, so not a
             # single frame plays in real time before set_real_time(False) takes effect.
@@ -156,10 +168,8 @@ class RealSenseSource:
         name = dict((s, n) for n, s in devices)[serial]
         rs_config = rs.config()
         rs_config.enable_device(serial)
-        rs_config.enable_stream(rs.stream.color, config.width, config.height, rs.format.rgb8, config.fps)
-        if config.depth:
-            depth_w, depth_h = config.depth_size
-            rs_config.enable_stream(rs.stream.depth, depth_w, depth_h, rs.format.z16, config.fps)
+        for stream in live_streams(rs, config):
+            rs_config.enable_stream(*stream)
         if not rs_config.can_resolve(rs.pipeline_wrapper(rs.pipeline(context))):
             raise DriverError(
                 f"{name} (serial {serial}) cannot stream color {config.width}x{config.height}@{config.fps}"
@@ -201,8 +211,7 @@ class RealSenseSource:
         if color is None:
             raise DriverError(f"{description} has no color stream")
         self._convert = _to_rgb(rs, color.format())
-        wants_depth = getattr(self.config, "depth", True)
-        self._has_depth = wants_depth and rs.stream.depth in streams
+        self._has_depth = self.config.depth and rs.stream.depth in streams
         if self._has_depth:
             self._depth_scale = float(profile.get_device().first_depth_sensor().get_depth_scale())
             self._align = rs.align(rs.stream.color)

@@ -1,5 +1,8 @@
-"""A verified bundle as a `ChunkPredictor`: the engines its manifest names, built from the bytes
-verification read (never from a second open by path)."""
+"""A verified bundle as a `ChunkPredictor` (edge.policy.contract): the engines its manifest names,
+built from the bytes verification read (never from a second open by path).
+
+Each component hands its output to the next on the device it produced it on (a CUDA engine's
+tokens stay on the GPU for the next CUDA engine); the chunk becomes numpy once, at the end."""
 
 from __future__ import annotations
 
@@ -13,11 +16,11 @@ from edge.bundle.manifest import BACKBONE_WEIGHTS, TOKENIZER, ComponentEntry, Ma
 from edge.bundle.verify import VerifiedBundle, open_verified
 from edge.engines.table import ENGINES, ONNX, builder_stand_in, load_onnx, load_torch, require
 from edge.errors import BundleError, EdgeError
-from edge.policy.actions import make_chunk
+from edge.policy.actions import ActionDecoder
 from edge.policy.components import split_prompt, suffix_length
+from edge.policy.contract import Prediction, Stopwatch
 from edge.policy.head import ConditionalUnet1D
 from edge.policy.native import policy_from_metadata
-from edge.policy.predictor import Prediction, _Stopwatch
 from edge.policy.preprocess import preprocess_cameras
 from edge.policy.prompt import IMAGE_TOKEN_INDEX
 from edge.policy.sampler import DDIMSampler
@@ -99,6 +102,7 @@ class BundlePredictor:
         self.config, self.stats, self.image_settings, self.tokenizer = policy_from_metadata(
             manifest.policy, bundle.directory / TOKENIZER, _tokenizer_bytes(bundle))
         cfg = self.config
+        self.decoder = ActionDecoder(self.stats, cfg.action_layout)
         self.camera_names = tuple(manifest.camera_names)
         h = cfg.head
         self.chunk_size, self.action_dim, self.state_dim = h.chunk_size, h.action_dim, h.state_dim
@@ -139,13 +143,9 @@ class BundlePredictor:
         """Prompt tokens the instruction takes against the bundle's budget (may exceed it)."""
         return suffix_length(self.tokenizer.encode_instruction(instruction), IMAGE_TOKEN_INDEX)
 
-    def postprocess(self, normalized: np.ndarray):
-        """Normalized chunk → ActionChunk (de-normalized, robot commands)."""
-        return make_chunk(normalized, self.stats, self.config.action_layout)
-
-    def condition(self, images: list[np.ndarray], state: np.ndarray, instruction: str, watch: _Stopwatch | None = None) -> torch.Tensor:
-        """Backbone + head front-end: the per-observation condition [1, H]."""
-        watch = watch or _Stopwatch()
+    def condition(self, images: list[np.ndarray], state: np.ndarray, instruction: str, watch: Stopwatch | None = None) -> torch.Tensor:
+        """Backbone + head front-end: the per-observation condition [1, H], on the head's device."""
+        watch = watch or Stopwatch()
         if len(images) != len(self.camera_names):
             raise BundleError(f"this bundle takes {len(self.camera_names)} cameras ({', '.join(self.camera_names)}), got {len(images)}")
         try:
@@ -159,22 +159,28 @@ class BundlePredictor:
         watch.lap("vision")
         hidden = self.language(self.prefix_ids, image_tokens, suffix)
         watch.lap("language")
+        weight = next(self.head.parameters())  # where and at what precision the head runs
         valid = self.prefix_ids.shape[1] + image_tokens.shape[1] + real
-        mask = torch.arange(hidden.shape[1])[None] < valid
+        mask = torch.arange(hidden.shape[1], device=weight.device)[None] < valid
         with torch.inference_mode():
-            return self.head.encode_condition(hidden, states, mask)
+            return self.head.encode_condition(hidden.to(weight.device, weight.dtype), states.to(weight.device), mask)
+
+    def run_head(self, cond: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        """The K-step DDIM head from `noise` [1, T, A] under `cond`: the normalized chunk, on the
+        head's device. The one place the head runs (an engine for the head plugs in here)."""
+        step_features = self._step_features
+        return self.sampler.sample(lambda i, x: self.head.denoise(x, step_features[i : i + 1], cond), noise)
 
     @torch.inference_mode()
     def predict(self, images, state, instruction, noise=None) -> Prediction:
-        watch = _Stopwatch()
+        watch = Stopwatch()
         cond = self.condition(images, state, instruction, watch)
         if noise is None:
             noise = torch.randn((1, self.chunk_size, self.action_dim), generator=self._generator)
-        x = self.sampler.sample(lambda i, s: self.head.denoise(s, self._step_features[i : i + 1], cond), noise.float())
+        x = self.run_head(cond, torch.as_tensor(noise, dtype=torch.float32).to(cond.device))
+        normalized = x[0].float().cpu().numpy()  # the one conversion to the host, after the last stage
         watch.lap("head")
-        chunk = self.postprocess(x[0].numpy())
-        watch.lap("postprocess")
-        return Prediction(chunk, watch.times)
+        return Prediction(normalized, watch.times)
 
 
 def _tokenizer_bytes(bundle: VerifiedBundle) -> bytes:

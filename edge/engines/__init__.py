@@ -14,7 +14,8 @@ if TYPE_CHECKING:
 
 
 class ComponentRunner(Protocol):
-    """A compiled component: tensors in, one float32 tensor out."""
+    """A compiled component: tensors in (moved and cast as it needs), one tensor out, on the
+    device it ran on (the next component moves it only if it runs elsewhere)."""
 
     def __call__(self, *inputs: torch.Tensor) -> torch.Tensor: ...
 

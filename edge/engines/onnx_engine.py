@@ -71,6 +71,7 @@ class OnnxRunner:
         for (name, shape), value in zip(self.inputs, inputs):
             if list(value.shape) != list(shape):
                 raise BundleError(f"input '{name}' has shape {list(value.shape)}, this bundle was built for {shape}")
-            feed[name] = value.detach().cpu().numpy()
+            value = value.detach().cpu()  # onnxruntime reads host memory; its models take fp32 floats
+            feed[name] = (value.float() if value.is_floating_point() else value).numpy()
         out = self.session.run(None, feed)[0]
         return torch.from_numpy(np.asarray(out, dtype=np.float32))

@@ -54,4 +54,4 @@ class TensorRTRunner:
     def __call__(self, *inputs: torch.Tensor) -> torch.Tensor:
         out = self.module(*[x.cuda() for x in inputs])
         torch.cuda.synchronize()
-        return out.float().cpu()
+        return out  # on the GPU: the next component takes it from there

@@ -12,7 +12,8 @@ def default_device() -> torch.device:
 
 
 class TorchRunner:
-    """A module at a precision on a device; float inputs are cast in, outputs cast to float32 on CPU."""
+    """A module at a precision on a device; inputs are moved and cast in, the output stays on the
+    device at the module's precision (the next component takes it from there)."""
 
     def __init__(self, module: torch.nn.Module, precision: str = "fp32", device: torch.device | None = None,
                  compile: bool = False):
@@ -28,4 +29,4 @@ class TorchRunner:
         out = self.module(*cast)
         if self.device.type == "cuda":
             torch.cuda.synchronize()  # honest timings: the clock is read after the GPU finished
-        return out.float().cpu()
+        return out

@@ -1,10 +1,10 @@
-"""Normalization statistics and the conversion of normalized chunks into robot commands.
+"""Normalization statistics and the decoding of normalized chunks into robot commands.
 
-numpy only: the control process converts every blended action with this and imports no torch."""
+numpy only: the control process decodes every blended action with this and imports no torch."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, field_validator
@@ -54,27 +54,54 @@ class NormStats(BaseModel):
         }
 
 
+# Values per robot command, by action layout; `raw` passes the actions through (action_dim).
+LAYOUT_ROBOT_DIMS = {"xyz_rot6d_gripper": 7}
+ROT6D_ACTION_DIM = 10
+
+
 @dataclass(frozen=True)
 class ActionChunk:
-    """One chunk: the head's output in [−1, 1], de-normalized actions, robot-level commands."""
+    """One decoded chunk: the head's output in [−1, 1], de-normalized actions, robot commands."""
 
     normalized: np.ndarray  # [chunk, action_dim]
     actions: np.ndarray  # [chunk, action_dim]
-    robot_actions: np.ndarray  # [chunk, 7] for 10-D actions, else [chunk, action_dim]
+    robot_actions: np.ndarray  # [chunk, robot_dim]
 
 
 @dataclass(frozen=True)
-class Prediction:
-    """A chunk and how long each stage took (milliseconds)."""
+class ActionDecoder:
+    """Normalized actions → robot commands: min–max de-normalization, then the layout's conversion.
 
-    chunk: ActionChunk
-    timings_ms: dict[str, float] = field(default_factory=dict)
+    The one conversion of the action contract: the model process hands over the normalized chunk,
+    the control process blends chunks in normalized space and decodes each blended action with
+    this (numpy, no torch). `robot_dim` is what the arm must take, known without running anything."""
 
+    stats: NormStats
+    layout: str
 
-def make_chunk(normalized: np.ndarray, stats: NormStats, layout: str) -> ActionChunk:
-    """Normalized chunk → ActionChunk (de-normalized, then robot commands)."""
-    actions = stats.denormalize_actions(normalized)
-    return ActionChunk(normalized, actions, to_robot_actions(actions, layout))
+    def __post_init__(self) -> None:
+        if self.layout not in ("raw", *LAYOUT_ROBOT_DIMS):
+            raise ValueError(f"unknown action layout {self.layout!r} (known: raw, {', '.join(LAYOUT_ROBOT_DIMS)})")
+        if self.layout == "xyz_rot6d_gripper" and self.action_dim != ROT6D_ACTION_DIM:
+            raise ValueError(f"layout xyz_rot6d_gripper needs {ROT6D_ACTION_DIM}-D actions, the stats have {self.action_dim}")
+
+    @property
+    def action_dim(self) -> int:
+        return len(self.stats.action_min)
+
+    @property
+    def robot_dim(self) -> int:
+        """Values per robot command (7 for TinyVLA's 10-D actions: xyz, Euler XYZ, gripper)."""
+        return LAYOUT_ROBOT_DIMS.get(self.layout, self.action_dim)
+
+    def robot_actions(self, normalized: np.ndarray) -> np.ndarray:
+        """Normalized [..., action_dim] → robot commands [..., robot_dim], float32."""
+        return to_robot_actions(self.stats.denormalize_actions(normalized), self.layout)
+
+    def decode(self, normalized: np.ndarray) -> ActionChunk:
+        """Normalized chunk → all three views (for reports and `inspect`)."""
+        actions = self.stats.denormalize_actions(normalized)
+        return ActionChunk(normalized, actions, to_robot_actions(actions, self.layout))
 
 
 def to_robot_actions(actions: np.ndarray, layout: str) -> np.ndarray:
@@ -82,7 +109,7 @@ def to_robot_actions(actions: np.ndarray, layout: str) -> np.ndarray:
     gripper (7-D); for `raw` the actions are passed through."""
     if layout == "raw":
         return actions.astype(np.float32)
-    if actions.shape[-1] != 10:
+    if actions.shape[-1] != ROT6D_ACTION_DIM:
         raise ValueError(f"layout xyz_rot6d_gripper needs 10-D actions, got {actions.shape[-1]}")
     # numpy rather than torch: this runs inside the control tick, where torch's per-op overhead
     # cost milliseconds at p99 for a handful of 3-vectors.

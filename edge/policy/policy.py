@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from edge.policy.actions import ActionChunk, NormStats, make_chunk
+from edge.policy.actions import ActionChunk, ActionDecoder, NormStats
 from edge.policy.config import PolicyConfig
 from edge.policy.network import TinyVLANetwork
 from edge.policy.preprocess import ImageSettings, preprocess_cameras
@@ -40,6 +40,7 @@ class Policy:
         self.image_settings = image_settings
         self.stats = stats
         self.source = source or {}
+        self.decoder = ActionDecoder(stats, network.cfg.action_layout)
 
     @property
     def config(self) -> PolicyConfig:
@@ -66,10 +67,6 @@ class Policy:
         h = self.config.head
         return torch.randn((1, h.chunk_size, h.action_dim), generator=generator)
 
-    def postprocess(self, normalized: np.ndarray) -> ActionChunk:
-        """Normalized chunk → de-normalized actions → robot commands."""
-        return make_chunk(normalized, self.stats, self.config.action_layout)
-
     @torch.inference_mode()
     def predict(
         self,
@@ -88,7 +85,7 @@ class Policy:
         if tuple(noise.shape) != (1, h.chunk_size, h.action_dim):
             raise ValueError(f"noise must have shape (1, {h.chunk_size}, {h.action_dim}), got {tuple(noise.shape)}")
         out = self.network(obs.input_ids, obs.pixel_values, obs.states, noise.float(), self.sampler(steps))
-        return self.postprocess(out[0].numpy())
+        return self.decoder.decode(out[0].numpy())
 
     def parameter_counts(self) -> dict[str, int]:
         """Parameters per component."""

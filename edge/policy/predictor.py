@@ -1,62 +1,15 @@
-"""What the runtime calls: observation in, action chunk out, with per-stage timings.
-
-The control loop depends on this small Protocol, never on how the policy runs (torch fp32 from a
-training output, or a bundle's engines). `TorchPredictor` is the reference implementation.
-"""
+"""`TorchPredictor`: a training output's `Policy` run stage by stage in torch fp32, as a
+`ChunkPredictor` (edge.policy.contract), the reference the bundle's engines are measured against."""
 
 from __future__ import annotations
 
-import time
-from typing import Protocol, runtime_checkable
-
-import numpy as np
 import torch
 
-from edge.policy.actions import ActionChunk, NormStats, Prediction
 from edge.policy.components import suffix_length
-from edge.policy.config import PolicyConfig
+from edge.policy.contract import Prediction, Stopwatch
 from edge.policy.policy import Policy
 from edge.policy.prompt import IMAGE_TOKEN_INDEX
 from edge.policy.sampler import DDIMSampler
-
-STAGES = ("preprocess", "vision", "language", "head", "postprocess")
-
-
-@runtime_checkable
-class ChunkPredictor(Protocol):
-    """Observation → action chunk. Images in `camera_names` order, raw state, instruction."""
-
-    camera_names: tuple[str, ...]
-    chunk_size: int
-    action_dim: int
-    state_dim: int
-    head_steps: int
-    max_prompt_tokens: int
-    config: PolicyConfig  # the bundle's or training output's (action layout, cameras)
-    stats: NormStats  # de-normalizes actions; what `postprocess` uses
-
-    def predict(self, images: list[np.ndarray], state: np.ndarray, instruction: str,
-                noise: torch.Tensor | None = None) -> Prediction: ...
-
-    def postprocess(self, normalized: np.ndarray) -> ActionChunk:
-        """Normalized actions [T, A] → ActionChunk (de-normalized, robot commands); the runtime
-        blends chunks in normalized space and converts the blend with this."""
-        ...
-
-    def prompt_tokens(self, instruction: str) -> int:
-        """Prompt tokens the instruction takes against `max_prompt_tokens` (may exceed it)."""
-        ...
-
-
-class _Stopwatch:
-    def __init__(self) -> None:
-        self.times: dict[str, float] = {}
-        self._t = time.perf_counter()
-
-    def lap(self, stage: str) -> None:
-        now = time.perf_counter()
-        self.times[stage] = (now - self._t) * 1e3
-        self._t = now
 
 
 class TorchPredictor:
@@ -65,7 +18,7 @@ class TorchPredictor:
     def __init__(self, policy: Policy, sampler: DDIMSampler | None = None, camera_names: tuple[str, ...] = (),
                  max_prompt_tokens: int = 256, seed: int = 0):
         self.policy = policy
-        self.config, self.stats = policy.config, policy.stats
+        self.config, self.stats, self.decoder = policy.config, policy.stats, policy.decoder
         cfg = policy.config
         self.sampler = sampler or policy.sampler()
         self.camera_names = camera_names or cfg.camera_names or tuple(f"cam{i}" for i in range(cfg.num_cameras))
@@ -78,7 +31,7 @@ class TorchPredictor:
 
     @torch.inference_mode()
     def predict(self, images, state, instruction, noise=None) -> Prediction:
-        watch = _Stopwatch()
+        watch = Stopwatch()
         net = self.policy.network
         obs = self.policy.prepare(images, state, instruction)
         watch.lap("preprocess")
@@ -87,17 +40,10 @@ class TorchPredictor:
         hidden = net.language_model(net.splice(obs.input_ids, image_tokens))
         watch.lap("language")
         cond = net.embed_out.encode_condition(hidden, obs.states)
-        if noise is None:
-            noise = self.policy.initial_noise(self._generator)
+        noise = self.policy.initial_noise(self._generator) if noise is None else torch.as_tensor(noise, dtype=torch.float32)
         normalized = net.sample(cond, noise, self.sampler, self._step_features)
         watch.lap("head")
-        chunk = self.policy.postprocess(normalized[0].numpy())
-        watch.lap("postprocess")
-        return Prediction(chunk, watch.times)
-
-    def postprocess(self, normalized: np.ndarray) -> ActionChunk:
-        """Normalized actions [T, A] → ActionChunk, as the policy converts its own output."""
-        return self.policy.postprocess(normalized)
+        return Prediction(normalized[0].numpy(), watch.times)
 
     def prompt_tokens(self, instruction: str) -> int:
         """Prompt tokens after the image token, as a bundle built from this policy budgets them."""

@@ -141,6 +141,7 @@ def measure_profile(request: ProfileRequest, profile: Profile) -> ProfileRun:
     from edge.runtime.startup import load_run_predictor
 
     predictor, _ = load_run_predictor(request.bundle, base=request.base)
+    profile.model.check_chunk_size(predictor.chunk_size)
     names = tuple(predictor.camera_names)
     stages: dict[Stage, list[float]] = {s: [] for s in Stage}
     boundaries: list[tuple[float, float]] = []
@@ -164,12 +165,15 @@ def measure_profile(request: ProfileRequest, profile: Profile) -> ProfileRun:
             begin = time.monotonic()
             policy_state = state[: predictor.state_dim] if state.size >= predictor.state_dim else np.zeros(predictor.state_dim, np.float32)
             prediction = predictor.predict([f.color for f in frames], policy_state, request.instruction)
+            t_decode = time.perf_counter()
+            action = predictor.decoder.robot_actions(prediction.normalized[0])  # what the tick decodes
+            timings_ms = {**prediction.timings_ms, Stage.POSTPROCESS.value: (time.perf_counter() - t_decode) * 1e3}
             end = time.monotonic()
-            safety_ms, serial_ms = _act(arm, safety, prediction.chunk.robot_actions[0])
+            safety_ms, serial_ms = _act(arm, safety, action)
             if record:
                 stages[Stage.CAPTURE].append(capture_ms)
                 for stage in MODEL_STAGES:
-                    stages[stage].append(prediction.timings_ms[stage.value])
+                    stages[stage].append(timings_ms[stage.value])
                 if arm:
                     stages[Stage.SAFETY].append(safety_ms)
                     stages[Stage.SERIAL].append(serial_ms)

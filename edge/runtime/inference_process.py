@@ -7,9 +7,9 @@ shares nothing with the tick but the CPU, where the control process wins by prio
 runs `NICENESS_STEP` nicer than its parent.
 
 `ProcessPredictor` is a `ChunkPredictor`: the inference worker calls `predict` as before and
-waits on a pipe (no GIL held). `postprocess`, which the tick calls, runs in the parent from the
-normalization stats the child reports at start-up. If the child dies, `predict` raises and the
-loop ESTOPs.
+waits on a pipe (no GIL held); the normalized chunk comes back as numpy. The child reports its
+`ActionDecoder` at start-up, and the tick decodes with it here. If the child dies, `predict`
+raises and the loop ESTOPs.
 """
 
 from __future__ import annotations
@@ -19,22 +19,18 @@ import os
 import signal
 import time
 import traceback
-from functools import partial
-from typing import TYPE_CHECKING, Callable
+from typing import Callable
 
 import numpy as np
 
 from edge.errors import EdgeError
-from edge.policy.actions import Prediction, make_chunk
+from edge.policy.contract import ChunkPredictor, Prediction
 from edge.runtime.shared_frames import FrameReader, FrameWriter
-
-if TYPE_CHECKING:
-    from edge.policy.predictor import ChunkPredictor
 
 NICENESS_STEP = 10  # the control process always outranks its model
 START_TIMEOUT_S = 600.0  # loading a large bundle (hashing, engine builds) can take minutes
 STOP_TIMEOUT_S = 2.0
-FACTS = ("camera_names", "chunk_size", "action_dim", "state_dim", "head_steps", "max_prompt_tokens", "config", "stats")
+FACTS = ("camera_names", "chunk_size", "action_dim", "state_dim", "head_steps", "max_prompt_tokens", "decoder")
 
 
 class InferenceProcessError(EdgeError):
@@ -70,11 +66,9 @@ class ProcessPredictor:
         self.state_dim: int = facts["state_dim"]
         self.head_steps: int = facts["head_steps"]
         self.max_prompt_tokens: int = facts["max_prompt_tokens"]
-        self.config = facts["config"]  # PolicyConfig
-        self.stats = facts["stats"]  # NormStats
+        self.decoder = facts["decoder"]  # ActionDecoder: numpy, used in this process
         self.profile: str = facts["profile"]
         self.pid = self._process.pid
-        self._postprocess = partial(make_chunk, stats=self.stats, layout=self.config.action_layout)
 
     def predict(self, images: list[np.ndarray], state: np.ndarray, instruction: str, noise=None) -> Prediction:
         """One inference in the child; blocks (without the GIL) until its chunk arrives. Adds a
@@ -83,17 +77,13 @@ class ProcessPredictor:
         start = time.perf_counter()
         frames = self._frames.write(images)
         prediction = self._call("predict", frames, np.asarray(state), instruction,
-                                None if noise is None else noise.numpy())
+                                None if noise is None else np.asarray(noise, np.float32))
         round_trip_ms = (time.perf_counter() - start) * 1e3
         transfer_ms = max(0.0, round_trip_ms - sum(prediction.timings_ms.values()))
-        return Prediction(prediction.chunk, {**prediction.timings_ms, "transfer": transfer_ms})
+        return Prediction(prediction.normalized, {**prediction.timings_ms, "transfer": transfer_ms})
 
     def prompt_tokens(self, instruction: str) -> int:
         return self._call("prompt_tokens", instruction)
-
-    def postprocess(self, normalized: np.ndarray):
-        """Normalized actions → ActionChunk, here in the control process (no round trip)."""
-        return self._postprocess(normalized)
 
     def close(self, timeout_s: float = STOP_TIMEOUT_S) -> None:
         """Stop the child: ask (it finishes the inference in hand), then kill (it ignores
@@ -182,12 +172,7 @@ def _answer(conn, predictor) -> None:
         try:
             if method == "predict":
                 frame_ref, state, instruction, noise = args
-                images = frames.read(frame_ref)
-                if noise is not None:
-                    import torch
-
-                    noise = torch.from_numpy(noise)
-                value = predictor.predict(images, state, instruction, noise)
+                value = predictor.predict(frames.read(frame_ref), state, instruction, noise)
             else:
                 value = predictor.prompt_tokens(*args)
         except BaseException as e:  # noqa: BLE001 - the parent decides (the loop ESTOPs)

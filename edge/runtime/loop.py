@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import sys
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Sequence
+from typing import Sequence
 
 import numpy as np
 
 from drivers.arm import Arm, ArmState, RejectReason
 from drivers.camera import Camera
 from drivers.errors import DeviceTimeoutError, DriverError, NotConnectedError
+from edge.policy.contract import ChunkPredictor
 from edge.runtime.chunks import ChunkBuffer, TimedChunk
 from edge.runtime.episode_log import EpisodeLog
 from edge.runtime.observation import ObservationSource, StateHistory
@@ -28,9 +29,6 @@ from edge.runtime.safety import Decision, EstopLatch, HoldReason, SafetyLayer, S
 from edge.runtime.shutdown import ShutdownAction, ShutdownReport, leave_arm_safe
 from edge.runtime.telemetry import Telemetry, TickTimes
 from edge.runtime.worker import InferenceWorker
-
-if TYPE_CHECKING:  # the runtime needs only the protocol's shape; importing it pulls in torch
-    from edge.policy.predictor import ChunkPredictor
 
 # Python hands the GIL between threads every 5 ms by default: a tick waking while the worker
 # runs Python code could start 5 ms late. 0.5 ms keeps the start error well under a millisecond.
@@ -173,7 +171,7 @@ class ControlLoop:
         elif start - blend.newest_obs_time > self.settings.action_deadline_s:
             hold = HoldReason.STALE
         else:
-            robot = self.predictor.postprocess(blend.normalized[None].astype(np.float32)).robot_actions[0]
+            robot = self.predictor.decoder.robot_actions(blend.normalized.astype(np.float32))
             action = np.asarray(robot, np.float64)
         t_convert = now()
         decision = self.safety.decide(action, self._state, hold)

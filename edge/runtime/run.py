@@ -39,8 +39,9 @@ from edge.runtime.shutdown import ShutdownAction
 from edge.runtime.sim_process import SimArmProcess
 from edge.runtime.startup import (
     arm_requirement, check_arm, check_arm_state, check_instruction, check_rate, check_reply_time, check_watchdog,
-    load_run_predictor, match_cameras, plan_link_timing,
+    load_run_predictor, plan_link_timing,
 )
+from edge.runtime.cameras import match_cameras
 
 SIM_ARM = "sim"
 DEFAULT_PROFILE = "cpu-dev"
@@ -186,8 +187,9 @@ def _run_policy_on(request: RunRequest, say: Callable[[str], None], cpus: CpuPla
             profile = load_profile(bundle_profile or DEFAULT_PROFILE)
         rate_hz = request.rate_hz or profile.control.rate_hz
         check_rate(rate_hz, profile)
+        profile.model.check_chunk_size(predictor.chunk_size)
         prompt_tokens = check_instruction(predictor, request.instruction)
-        camera_configs = match_cameras(list(request.cameras), tuple(predictor.camera_names))
+        camera_configs = match_cameras(list(request.cameras), tuple(predictor.camera_names), profile)
         need = arm_requirement(predictor)
         cameras = [_open(stack, config, name) for name, config in camera_configs]
         for camera in cameras:  # frames are flowing (a frame newer than the first, within the deadline)

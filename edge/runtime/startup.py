@@ -9,21 +9,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from drivers.arm import protocol as sp
 from drivers.arm import ArmInfo, ArmState
 from drivers.arm.serial_arm import ReplyTime, attempt_timeout_s
-from drivers.camera.configs import CameraConfig, parse_camera_spec, split_named_spec
 from edge.config import Profile
 from edge.errors import EdgeError
 from edge.hub import resolve_path
+from edge.policy.contract import ChunkPredictor
 from edge.runtime.safety import SafetyLimits
-
-if TYPE_CHECKING:  # the control process needs only the protocol's shape; importing it pulls in torch
-    from edge.policy.predictor import ChunkPredictor
 
 # How each action layout is commanded: TinyVLA's 10-D xyz + rot6d + gripper becomes a 7-D
 # end-effector target; raw actions go to the arm as they are, in whatever space it declares.
@@ -91,9 +87,8 @@ def load_local_predictor(path: Path, seed: int = 0, base: Path | None = None) ->
 
 def arm_requirement(predictor: ChunkPredictor) -> ArmRequirement:
     """What the bundle's robot actions need from the arm."""
-    robot = predictor.postprocess(np.zeros((1, predictor.action_dim), np.float32)).robot_actions
-    layout = getattr(predictor.config, "action_layout", "raw")
-    return ArmRequirement(int(robot.shape[-1]), LAYOUT_ACTION_SPACE.get(layout))
+    decoder = predictor.decoder
+    return ArmRequirement(decoder.robot_dim, LAYOUT_ACTION_SPACE.get(decoder.layout))
 
 
 def check_rate(rate_hz: float, profile: Profile) -> None:
@@ -193,37 +188,6 @@ def check_instruction(predictor: ChunkPredictor, instruction: str) -> int:
         raise RunRefused(f"instruction is too long: {count} prompt tokens, the bundle's budget is "
                          f"{predictor.max_prompt_tokens}; shorten it")
     return count
-
-
-def match_cameras(specs: list[str], camera_names: tuple[str, ...]) -> list[tuple[str, CameraConfig]]:
-    """`--camera` values → (name, config) in the bundle's camera order.
-
-    NAME=SPEC names a camera; an unnamed SPEC takes the next bundle camera not named explicitly.
-    Every bundle camera must be given exactly once and no other.
-    """
-    named: dict[str, CameraConfig] = {}
-    unnamed: list[CameraConfig] = []
-    for text in specs:
-        name, spec = split_named_spec(text)
-        config = parse_camera_spec(spec)
-        if name is None:
-            unnamed.append(config)
-        elif name in named:
-            raise RunRefused(f"camera {name} is given twice")
-        else:
-            named[name] = config
-    unknown = [n for n in named if n not in camera_names]
-    if unknown:
-        raise RunRefused(f"camera {unknown[0]!r} is not in the bundle (its cameras: {', '.join(camera_names)})")
-    free = [n for n in camera_names if n not in named]
-    if len(unnamed) > len(free):
-        raise RunRefused(f"{len(specs)} cameras given; the bundle has {len(camera_names)} ({', '.join(camera_names)})")
-    named.update(zip(free, unnamed))
-    missing = [n for n in camera_names if n not in named]
-    if missing:
-        raise RunRefused(f"the bundle needs camera {missing[0]!r} (cameras: {', '.join(camera_names)}); "
-                         f"add --camera {missing[0]}=SPEC")
-    return [(n, named[n]) for n in camera_names]
 
 
 def check_arm(info: ArmInfo, need: ArmRequirement, state_dim: int) -> None:

@@ -10,15 +10,13 @@ from __future__ import annotations
 
 import threading
 from collections import deque
-from typing import TYPE_CHECKING, Callable
+from typing import Callable
 
 from drivers.errors import DriverError
+from edge.policy.contract import ChunkPredictor
 from edge.runtime.chunks import TimedChunk
 from edge.runtime.observation import Observation, ObservationSource
 from edge.runtime.pacing import now
-
-if TYPE_CHECKING:  # the runtime needs only the protocol's shape; importing it pulls in torch
-    from edge.policy.predictor import ChunkPredictor
 
 OUTBOX_SIZE = 8  # the tick drains it every period; more than a few waiting means the tick is gone
 
@@ -98,7 +96,7 @@ class InferenceWorker:
         chunk = TimedChunk(
             chunk_id=self.inferences,
             obs_time=observation.obs_time,
-            normalized=prediction.chunk.normalized,
+            normalized=prediction.normalized,
             published_at=now(),
             timings_ms={"capture": capture_ms, **prediction.timings_ms},
             frame_numbers=observation.frame_numbers,

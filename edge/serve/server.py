@@ -152,10 +152,9 @@ class PolicyServer:
                 prediction = self.predictor.predict(images, state, instruction)
         except (WireError, BadRequest, EdgeError) as e:
             return {"error": str(e)}
-        chunk = prediction.chunk
         return {
-            "actions": np.asarray(chunk.robot_actions, np.float32),
-            "normalized": np.asarray(chunk.normalized, np.float32),
+            "actions": self.predictor.decoder.robot_actions(prediction.normalized),
+            "normalized": np.asarray(prediction.normalized, np.float32),
             "timings_ms": {k: float(v) for k, v in prediction.timings_ms.items()},
             "server_timing": {"infer_ms": (time.perf_counter() - started) * 1e3},
         }

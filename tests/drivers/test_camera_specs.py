@@ -47,7 +47,7 @@ def test_specs_parse_to_configs(text, expected):
         ("intelrealsense", "unknown camera spec"),
         ("recording:", "needs a path"),
         ("recording:movie.mp4", "not a RealSense recording: expected a .bag or .db3"),
-        ("recording:run.db3?speed=2", "unknown recording option 'speed=2'"),
+        ("recording:run.db3?speed=2", "unknown camera option 'speed=2'"),
         ("synthetic:64by48", "expected WxH or WxH@FPS"),
         ("synthetic:0x48", "not within 1..8192"),
         ("synthetic:64x48@0", "fps 0.0 is not within"),

@@ -21,7 +21,7 @@ def _index(output):
 
 def test_capture_two_cameras_writes_pngs_and_an_index(db3_recording, tmp_path):
     output = tmp_path / "calib"
-    result = capture({"front": "synthetic:32x24@60", "rec": f"recording:{db3_recording}"}, 12, output)
+    result = capture({"front": "synthetic:32x24@60?depth=1", "rec": f"recording:{db3_recording}?depth=1"}, 12, output)
     assert result["frames"] == 12 and result["complete"] and result["stopped"] is None
     assert result["cameras"]["rec"]["width"] == RECORDED_SIZE[0] and result["cameras"]["front"]["depth"]
     entries = _index(output)
@@ -49,7 +49,7 @@ def test_capture_two_cameras_writes_pngs_and_an_index(db3_recording, tmp_path):
 
 
 def test_capture_stops_when_a_recording_ends(db3_recording, tmp_path):
-    result = capture([f"recording:{db3_recording}"], 100, tmp_path / "out")
+    result = capture([f"recording:{db3_recording}?depth=1"], 100, tmp_path / "out")
     recorded = RECORDED_FRAMES - len(RECORDED_GAP)
     assert (result["frames"], result["requested"], result["complete"]) == (recorded, 100, False)
     assert "recording ended" in result["stopped"]

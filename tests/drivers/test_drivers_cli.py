@@ -15,7 +15,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def test_capture_command_json(tmp_path, capsys):
-    code = main(["capture", "--camera", "front=synthetic:16x12@60", "--frames", "3", "--output", str(tmp_path / "c"), "--json"])
+    code = main(["capture", "--camera", "front=synthetic:16x12@60?depth=1", "--frames", "3", "--output", str(tmp_path / "c"), "--json"])
     assert code == 0
     result = json.loads(capsys.readouterr().out)
     assert result["frames"] == 3 and result["cameras"]["front"]["width"] == 16

@@ -8,7 +8,7 @@ from drivers.probe import probe_arm, probe_camera
 
 
 def test_probe_synthetic_camera_measures_fps():
-    result = probe_camera("synthetic:32x24@30", seconds=0.6)
+    result = probe_camera("synthetic:32x24@30?depth=1", seconds=0.6)
     assert result["ok"] and result["error"] is None
     assert (result["width"], result["height"], result["depth"], result["fps_target"]) == (32, 24, True, 30.0)
     assert 12 <= result["fps_achieved"] <= 45  # ~30 fps, with room for a loaded machine

@@ -49,7 +49,7 @@ def test_installed_librealsense_records_db3(rs, tmp_path):
 
 
 def test_db3_playback_gives_every_recorded_frame_with_aligned_depth(db3_recording):
-    with open_camera(RecordingConfig(db3_recording, real_time=False), "rec") as camera:
+    with open_camera(RecordingConfig(db3_recording, real_time=False, depth=True), "rec") as camera:
         assert (camera.info.width, camera.info.height, camera.info.fps, camera.info.depth) == (W, H, 30.0, True)
         frames, end = _play_all(camera)
         stats = camera.stats
@@ -111,7 +111,7 @@ def test_looping_recording_keeps_frame_numbers_increasing(db3_recording):
 def test_bag_recordings_play_too(rs):
     bag = FIXTURES / "synthetic_32x24.bag"  # written by librealsense 2.55 (make_bag_fixture.py)
     assert bag.read_bytes()[:13] == b"#ROSBAG V2.0\n"
-    with open_camera(RecordingConfig(bag, real_time=False), "bag") as camera:
+    with open_camera(RecordingConfig(bag, real_time=False, depth=True), "bag") as camera:
         frames, _ = _play_all(camera)
         stats = camera.stats
     recorded = [n for n in range(1, 21) if n != 7]

@@ -29,7 +29,7 @@ def test_pattern_is_deterministic_and_moves():
 
 
 def test_open_camera_streams_frames_in_order():
-    with open_camera(SyntheticConfig(32, 24, 60), "front") as camera:
+    with open_camera(SyntheticConfig(32, 24, 60, depth=True), "front") as camera:
         assert implements(camera, Camera)
         assert (camera.info.width, camera.info.height, camera.info.depth) == (32, 24, True)
         first = camera.latest(max_age_s=0.5)
@@ -57,8 +57,8 @@ def test_frames_are_read_only_and_validated():
         Frame(np.zeros((2, 2, 3), np.uint8), np.zeros((3, 2), np.uint16), 0.001, 0.0, 0.0, 1, "x")
 
 
-def test_depth_can_be_off():
-    with open_camera(SyntheticConfig(16, 12, 60, depth=False), "cam") as camera:
+def test_depth_is_off_unless_asked_for():
+    with open_camera(SyntheticConfig(16, 12, 60), "cam") as camera:
         frame = camera.latest(1.0)
     assert frame.depth is None and frame.depth_scale == 0.0
 

@@ -251,8 +251,8 @@ def test_a_manifest_with_older_names_still_loads_and_runs_the_same(onnx_bundle, 
     new = load_predictor(onnx_bundle)
     noise = torch.randn((1, new.chunk_size, new.action_dim), generator=torch.Generator().manual_seed(1))
     assert old.manifest.components["vision"].engine == "onnxruntime-cpu"
-    np.testing.assert_array_equal(old.predict(images, state, instruction, noise).chunk.normalized,
-                                  new.predict(images, state, instruction, noise).chunk.normalized)
+    np.testing.assert_array_equal(old.predict(images, state, instruction, noise).normalized,
+                                  new.predict(images, state, instruction, noise).normalized)
 
 
 def test_an_old_tensorrt_onnx_bundle_is_refused_where_the_trt_provider_is_missing(onnx_bundle, tmp_path):

@@ -7,8 +7,7 @@ import time
 
 import numpy as np
 
-from edge.policy.policy import ActionChunk
-from edge.policy.predictor import Prediction
+from edge.policy.contract import Prediction
 
 
 class Wrapped:
@@ -26,9 +25,6 @@ class Wrapped:
         with self._lock:
             self.calls += 1
         return self.inner.predict(images, state, instruction, noise)
-
-    def postprocess(self, normalized) -> ActionChunk:
-        return self.inner.postprocess(normalized)
 
 
 class Stalling(Wrapped):
@@ -71,22 +67,38 @@ class NonFiniteChunks(Wrapped):
         prediction = super().predict(images, state, instruction, noise)
         if self.calls <= self.good:
             return prediction
-        bad = np.full_like(prediction.chunk.normalized, np.nan)
-        return Prediction(ActionChunk(bad, bad, bad[:, :7]), prediction.timings_ms)
+        return Prediction(np.full_like(prediction.normalized, np.nan), prediction.timings_ms)
 
 
 class NonFiniteConversion(Wrapped):
     """Chunks are fine but the conversion to robot units yields NaN (e.g. a degenerate rotation)."""
 
-    def postprocess(self, normalized) -> ActionChunk:
-        chunk = self.inner.postprocess(normalized)
-        robot = np.array(chunk.robot_actions)
+    def __init__(self, inner):
+        super().__init__(inner)
+        self.decoder = _NaNDecoder(inner.decoder)
+
+
+class _NaNDecoder:
+    def __init__(self, inner):
+        self.inner = inner
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    def robot_actions(self, normalized):
+        robot = np.array(self.inner.robot_actions(normalized))
         robot[..., 0] = np.nan
-        return ActionChunk(chunk.normalized, chunk.actions, robot)
+        return robot
 
 
 class FailingConversion(Wrapped):
     """The conversion raises: a bug in the tick itself."""
 
-    def postprocess(self, normalized) -> ActionChunk:
+    def __init__(self, inner):
+        super().__init__(inner)
+        self.decoder = _ExplodingDecoder(inner.decoder)
+
+
+class _ExplodingDecoder(_NaNDecoder):
+    def robot_actions(self, normalized):
         raise RuntimeError("conversion exploded")

@@ -39,11 +39,11 @@ def test_a_child_process_predicts_what_the_same_predictor_does_here(remote, tiny
                              .astype(np.float32))
     here = local.predict(images, state, "pick up the red cube", noise)
     there = remote.predict(images, state, "pick up the red cube", noise)
-    np.testing.assert_allclose(there.chunk.normalized, here.chunk.normalized, atol=1e-6)
+    np.testing.assert_allclose(there.normalized, here.normalized, atol=1e-6)
     assert {"preprocess", "vision", "language", "head"} <= there.timings_ms.keys()
     assert 0.0 <= there.timings_ms["transfer"] < 1000.0 and "transfer" not in here.timings_ms
-    # postprocess runs in this process from the stats the child reported
-    np.testing.assert_array_equal(remote.postprocess(here.chunk.normalized).robot_actions, here.chunk.robot_actions)
+    # decoding runs in this process, with the decoder the child reported
+    np.testing.assert_array_equal(remote.decoder.robot_actions(here.normalized), local.decoder.robot_actions(here.normalized))
     assert remote.prompt_tokens("pick up the red cube") == local.prompt_tokens("pick up the red cube")
 
 
@@ -52,7 +52,7 @@ def test_the_child_runs_nicer_than_its_parent_and_ignores_sigint(remote):
     os.kill(remote.pid, signal.SIGINT)  # a terminal's Ctrl-C reaches the whole process group
     time.sleep(0.2)
     images, state = _observation(remote)
-    assert remote.predict(images, state, "pick").chunk.normalized.shape == (remote.chunk_size, remote.action_dim)
+    assert remote.predict(images, state, "pick").normalized.shape == (remote.chunk_size, remote.action_dim)
 
 
 def test_a_load_error_in_the_child_is_raised_here_with_its_type_and_message(tmp_path):
@@ -67,7 +67,7 @@ def test_an_error_in_predict_is_raised_here_and_the_child_keeps_serving(remote):
     images, state = _observation(remote)
     with pytest.raises(Exception, match="camera"):
         remote.predict(images[:1], state, "pick")
-    assert remote.predict(images, state, "pick").chunk.normalized.shape[0] == remote.chunk_size
+    assert remote.predict(images, state, "pick").normalized.shape[0] == remote.chunk_size
 
 
 def test_a_killed_child_is_reported_and_close_leaves_nothing_running(tiny_output):
@@ -152,8 +152,8 @@ def test_frames_of_any_size_cross_in_shared_memory_which_close_removes(tiny_outp
             images = [rng.integers(0, 255, (height, width, 3), dtype=np.uint8) for _ in remote.camera_names]
             state = rng.standard_normal(remote.state_dim).astype(np.float32)
             noise = torch.zeros((1, remote.chunk_size, remote.action_dim))
-            np.testing.assert_allclose(remote.predict(images, state, "pick", noise).chunk.normalized,
-                                       local.predict(images, state, "pick", noise).chunk.normalized, atol=1e-6)
+            np.testing.assert_allclose(remote.predict(images, state, "pick", noise).normalized,
+                                       local.predict(images, state, "pick", noise).normalized, atol=1e-6)
         assert set(os.listdir("/dev/shm")) - before  # the frames live in a segment while it runs
     assert set(os.listdir("/dev/shm")) - before == set()
 

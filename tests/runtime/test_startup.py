@@ -20,8 +20,9 @@ from edge.runtime.safety import EstopLatch, SafetyLimits, StopReason
 from edge.runtime.sim_process import SimArmProcess
 from edge.runtime.startup import (
     ArmRequirement, RunRefused, arm_requirement, check_arm, check_arm_state, check_instruction, check_rate,
-    check_reply_time, check_watchdog, match_cameras, plan_link_timing, serial_timeout_s,
+    check_reply_time, check_watchdog, plan_link_timing, serial_timeout_s,
 )
+from edge.runtime.cameras import match_cameras
 
 NAMES = ("left", "right")
 

@@ -63,7 +63,7 @@ def test_the_client_gets_the_same_chunk_as_the_predictor_in_process(server, tiny
     with PolicyClient(server.url) as client:
         served = client.infer(images, state, INSTRUCTION)
     local = load_local_predictor(tiny_output, seed=0)  # same seed → same first noise as the server's
-    expected = local.predict([images[n] for n in local.camera_names], state, INSTRUCTION).chunk
+    expected = local.decoder.decode(local.predict([images[n] for n in local.camera_names], state, INSTRUCTION).normalized)
     assert served["actions"].dtype == np.float32
     assert served["actions"].shape == expected.robot_actions.shape
     np.testing.assert_allclose(served["actions"], expected.robot_actions, atol=1e-5)
