@@ -11,6 +11,8 @@ from typing import Callable, Optional
 
 import typer
 
+from edge.cli_params import CalibrationMethod, DistillMethod, check_profile, complete_profile
+from edge.config import Precision
 from edge.errors import require
 
 
@@ -24,15 +26,18 @@ def register(app: typer.Typer, emit: Callable) -> None:
     @app.command()
     def quantize(
         checkpoint: Path = typer.Argument(..., help="TinyVLA training output (root or checkpoint-N/) or a native policy."),
-        profile: str = typer.Option(..., "--profile", help="Deployment profile name or YAML path."),
+        profile: str = typer.Option(..., "--profile", callback=check_profile, autocompletion=complete_profile,
+                                    help="Deployment profile name or YAML path."),
         output: Path = typer.Option(..., "--output", help="Bundle directory to write."),
         base: Optional[Path] = typer.Option(None, "--base", help="Base VLM directory."),
-        calibration: Optional[Path] = typer.Option(None, "--calibration", help="Calibration frames (tinyvla-edge capture)."),
-        calibration_recording: Optional[Path] = typer.Option(None, "--calibration-recording", help="RealSense recording."),
-        precision: Optional[str] = typer.Option(None, "--precision", help="Backbone precision: fp32, fp16, bf16, int8."),
+        calibration: Optional[Path] = typer.Option(None, "--calibration", exists=True, file_okay=False,
+                                                   help="Calibration frames (tinyvla-edge capture)."),
+        calibration_recording: Optional[Path] = typer.Option(None, "--calibration-recording", exists=True, dir_okay=False,
+                                                             help="RealSense recording."),
+        precision: Optional[Precision] = typer.Option(None, "--precision", help="Backbone precision (default: the profile's)."),
         head_steps: Optional[int] = typer.Option(None, "--head-steps", help="DDIM steps of the head (distilled if fewer than the teacher's)."),
         max_action_rmse: Optional[float] = typer.Option(None, "--max-action-rmse", help="Fail (no bundle) above this normalized RMSE."),
-        calibration_method: str = typer.Option("percentile", "--calibration-method", help="int8: minmax, percentile, entropy."),
+        calibration_method: CalibrationMethod = typer.Option("percentile", "--calibration-method", help="int8 calibration."),
         force: bool = typer.Option(False, "--force", help="Replace an existing output directory."),
         as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
     ) -> None:
@@ -53,11 +58,12 @@ def register(app: typer.Typer, emit: Callable) -> None:
         source: Path = typer.Argument(..., help="TinyVLA training output or native policy directory."),
         steps: int = typer.Option(..., "--steps", help="Student DDIM steps K (1 .. teacher steps − 1)."),
         teacher_steps: int = typer.Option(10, "--teacher-steps", help="The teacher's DDIM steps (the reference's 10)."),
-        calibration: Optional[Path] = typer.Option(None, "--calibration", help="Calibration directory from `capture`."),
+        calibration: Optional[Path] = typer.Option(None, "--calibration", exists=True, file_okay=False,
+                                                   help="Calibration directory from `capture`."),
         synthetic_calibration: Optional[int] = typer.Option(
             None, "--synthetic-calibration", help="Use N synthetic observations instead of --calibration."),
         instruction: Optional[str] = typer.Option(None, "--instruction", help="Instruction for frames without one."),
-        method: Optional[str] = typer.Option(None, "--method", help="output-matching (default) or progressive."),
+        method: Optional[DistillMethod] = typer.Option(None, "--method", help="Distillation method (default output-matching)."),
         output: Optional[Path] = typer.Option(None, "--output", help="Output policy directory (default SOURCE-kK)."),
         resume: bool = typer.Option(False, "--resume", help="Continue from OUTPUT/distill-checkpoint."),
         seed: int = typer.Option(0, "--seed", help="Seed for noise, batches and the hold-out split."),

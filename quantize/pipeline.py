@@ -28,7 +28,7 @@ from safetensors.torch import save_file
 
 from edge.bundle import BACKBONE_WEIGHTS, HEAD_WEIGHTS, TOKENIZER, load_predictor, new_manifest_fields, verify, write_manifest
 from edge.config import ComponentSpec, Profile, load_profile
-from edge.errors import EdgeError
+from edge.errors import EdgeError, validation_reason
 from edge.policy.components import LanguageComponent, VisionComponent, split_prompt
 from edge.policy.native import policy_metadata
 from edge.policy.policy import Policy
@@ -58,7 +58,7 @@ def component_specs(profile: Profile, precision: str | None) -> dict[str, Compon
     try:
         return {k: ComponentSpec(engine=v.engine, precision=precision) for k, v in specs.items()}
     except ValueError as e:
-        raise EdgeError(f"--precision {precision}: {str(e).splitlines()[-1].split(', ', 1)[-1]} (profile {profile.name})") from e
+        raise EdgeError(f"--precision {precision}: {validation_reason(e)} (profile {profile.name})") from e
 
 
 def camera_names(profile: Profile, policy: Policy) -> list[str]:
