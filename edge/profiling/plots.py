@@ -77,7 +77,8 @@ def _cdf_panel(ax, name: str, series: list[tuple[str, list[float]]], extra: floa
         values = np.maximum(np.sort(np.asarray(samples, dtype=float)), _LOG_FLOOR_MS)
         fraction = np.arange(1, len(values) + 1) / len(values)
         color = f"C{index}"
-        ax.step(values, fraction, where="post", color=color, label=_short(label))
+        # From 0 at the fastest tick, so the curve rises from the axis instead of starting at 1/n.
+        ax.step(np.r_[values[0], values], np.r_[0.0, fraction], where="post", color=color, label=_short(label))
         p50, p99 = np.percentile(values, [50, 99])
         ax.plot([p50], [0.5], "o", color=color, markersize=6)
         ax.plot([p99], [0.99], "v", color=color, markersize=7)

@@ -228,7 +228,9 @@ def headline(run: ProfileRun, summary: RunSummary) -> str:
     p99 = f"tick p99 {summary.tick_total.p99:.2f} ms"
     period = control_period_ms(run)
     if period is not None:
-        p99 += f" ({100 * summary.tick_total.p99 / period:.0f}% of the {period:.1f} ms period)"
+        share = summary.tick_total.p99 / period
+        p99 += f" ({100 * share:.0f}% of" if share <= 1 else f" ({share:.1f}x"
+        p99 += f" the {period:.1f} ms period)"
     if run.energy_per_action_j is not None:
         energy = f"{run.energy_per_action_j:.4f} J/action"
     elif not run.power.available:
@@ -241,12 +243,12 @@ def headline(run: ProfileRun, summary: RunSummary) -> str:
 def _environment_lines(run: ProfileRun) -> list[str]:
     env = run.environment
     locked = "unknown" if env.clocks_locked is None else ("yes" if env.clocks_locked else "no")
-    engines = ", ".join(f"{k} {v}" for k, v in sorted(env.engine_versions.items())) or "none"
+    engines = "".join(f", {k} {v}" for k, v in sorted(env.engine_versions.items()) if k != "torch")
     facts = [
         f"device: {env.device}" + (f", JetPack {env.jetpack}" if env.jetpack else ""),
         f"power mode: {env.power_mode or 'unknown'} (profile: {run.expected_power_mode or 'any'}); "
         f"clocks locked: {locked}",
-        f"software: python {env.python}, torch {env.torch}, {engines}",
+        f"software: python {env.python}, torch {env.torch}{engines}",
         f"memory: RSS peak {run.memory.rss_peak_mb:.0f} MiB"
         + (f", CUDA peak {run.memory.cuda_peak_mb:.0f} MiB" if run.memory.cuda_peak_mb is not None else ""),
     ]
