@@ -21,6 +21,7 @@ from edge import __version__
 from edge.cli_params import (
     ArmSpace,
     PowerSource,
+    check_camera,
     check_cameras,
     check_profile,
     check_profiles,
@@ -134,7 +135,7 @@ def install(
 def doctor(
     profile: Optional[str] = typer.Option(None, "--profile", callback=check_profile, autocompletion=complete_profile,
                                           help="Profile to check against (default: the installed one)."),
-    camera: Optional[str] = typer.Option(None, "--camera", callback=lambda v: v and check_cameras([v])[0],
+    camera: Optional[str] = typer.Option(None, "--camera", callback=check_camera,
                                          help="Camera spec to open and stream for 2 s."),
     arm: Optional[str] = typer.Option(None, "--arm", help="Serial port of the arm: handshake, declared facts, reply time vs the spec and the rate."),
     conformance: bool = typer.Option(False, "--conformance", help="With --arm: the full protocol conformance check (moves one axis: bench only)."),

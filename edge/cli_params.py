@@ -69,6 +69,11 @@ def check_cameras(values: list[str] | None) -> list[str] | None:
     return values
 
 
+def check_camera(value: str | None) -> str | None:
+    """`check_cameras` for an option that takes one camera."""
+    return value if value is None else check_cameras([value])[0]
+
+
 def hide_flag_types(command) -> None:
     """Show on/off flags and counters bare in help, not as `<bool>`/`<int>` options that seem to
     want a value (typer labels every option with its type). Walks a click group and its
