@@ -1,29 +1,49 @@
 """The `tinyvla-edge` command line. Thin: parse arguments, call one function, print its result.
 
-Each command's logic lives in the module that owns it. User mistakes surface as one line on
-stderr and a non-zero exit code, never a traceback.
+Each command's logic lives in the module that owns it. Arguments are checked while parsing
+(edge.cli_params), before a command imports anything heavy. User mistakes surface as one line
+on stderr and a non-zero exit code (1, usage errors included), never a traceback. `-v`/`-q` set the
+log level; warnings from libraries go through the same log handler.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import sys
 from pathlib import Path
-from typing import Optional
+from typing import Literal, Optional
 
 import typer
 
 from drivers.errors import DriverError
 from edge import __version__
-from edge.errors import EdgeError
+from edge.cli_params import (
+    ArmSpace,
+    PowerSource,
+    check_camera,
+    check_cameras,
+    check_profile,
+    check_profiles,
+    complete_profile,
+    hide_flag_types,
+    usage_error_line,
+)
+from edge.errors import EdgeError, first_invalid_field
+from edge.profiling.published import PUBLISHED_MODELS
+
+PROG = "tinyvla-edge"
+PublishedModel = Literal[PUBLISHED_MODELS]  # type: ignore[valid-type]  (the published sizes)
 
 app = typer.Typer(
     name="tinyvla-edge",
     help="Run TinyVLA robot policies on NVIDIA Jetson Orin.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,
     pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
 )
+_LOG_HANDLER_NAME = "tinyvla-edge"
 
 
 def _version(value: bool) -> None:
@@ -32,11 +52,34 @@ def _version(value: bool) -> None:
         raise typer.Exit()
 
 
+def configure_logging(verbose: int = 0, quiet: bool = False) -> None:
+    """One rich handler on stderr for the root logger: warnings by default, -v info, -vv debug,
+    -q errors only. `warnings.warn` from any library is routed into it instead of printed raw."""
+    from rich.console import Console
+    from rich.logging import RichHandler
+
+    if verbose and quiet:
+        raise typer.BadParameter("-v and -q contradict each other; pass one", param_hint="'-v' / '-q'")
+    level = logging.ERROR if quiet else {0: logging.WARNING, 1: logging.INFO}.get(verbose, logging.DEBUG)
+    root = logging.getLogger()
+    for handler in [h for h in root.handlers if h.get_name() == _LOG_HANDLER_NAME]:
+        root.removeHandler(handler)  # main() may run several times in one process (tests)
+    handler = RichHandler(console=Console(stderr=True), show_time=verbose > 0, show_path=verbose > 1,
+                          rich_tracebacks=False, markup=False)
+    handler.set_name(_LOG_HANDLER_NAME)
+    root.addHandler(handler)
+    root.setLevel(level)
+    logging.captureWarnings(True)
+
+
 @app.callback()
 def _root(
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
+    verbose: int = typer.Option(0, "-v", "--verbose", count=True, help="More log output: -v info, -vv debug."),
+    quiet: bool = typer.Option(False, "-q", "--quiet", help="Log errors only."),
 ) -> None:
     """Run TinyVLA robot policies on NVIDIA Jetson Orin."""
+    configure_logging(verbose, quiet)
 
 
 def emit(result: dict, as_json: bool, render) -> None:
@@ -51,8 +94,10 @@ def emit(result: dict, as_json: bool, render) -> None:
 def inspect(
     path: Path = typer.Argument(..., help="TinyVLA training output (root or checkpoint-N/) or a bundle."),
     base: Optional[Path] = typer.Option(None, "--base", help="Base VLM directory (overrides model_base)."),
-    observation: Optional[Path] = typer.Option(None, "--observation", help="OBS.npz to run through the policy."),
-    noise: Optional[Path] = typer.Option(None, "--noise", help="Initial DDIM noise (.npy, (1, chunk, action_dim))."),
+    observation: Optional[Path] = typer.Option(None, "--observation", exists=True, dir_okay=False,
+                                               help="OBS.npz to run through the policy."),
+    noise: Optional[Path] = typer.Option(None, "--noise", exists=True, dir_okay=False,
+                                         help="Initial DDIM noise (.npy, (1, chunk, action_dim))."),
     steps: Optional[int] = typer.Option(None, "--steps", help="DDIM steps (default: the policy's)."),
     output: Optional[Path] = typer.Option(None, "--output", help="OUT.npz for --observation results."),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
@@ -66,7 +111,8 @@ def inspect(
 
 @app.command()
 def install(
-    profile: Optional[str] = typer.Option(None, "--profile", help="Profile name or YAML path (default: this device's)."),
+    profile: Optional[str] = typer.Option(None, "--profile", callback=check_profile, autocompletion=complete_profile,
+                                          help="Profile name or YAML path (default: this device's)."),
     user: Optional[str] = typer.Option(None, "--user", help="Non-root user the service runs as (default: $SUDO_USER)."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the plan (file contents, diffs, commands); change nothing."),
     root: Optional[Path] = typer.Option(None, "--root", help="Stage into this root tree; record commands instead of running them."),
@@ -87,8 +133,10 @@ def install(
 
 @app.command()
 def doctor(
-    profile: Optional[str] = typer.Option(None, "--profile", help="Profile to check against (default: the installed one)."),
-    camera: Optional[str] = typer.Option(None, "--camera", help="Camera spec to open and stream for 2 s."),
+    profile: Optional[str] = typer.Option(None, "--profile", callback=check_profile, autocompletion=complete_profile,
+                                          help="Profile to check against (default: the installed one)."),
+    camera: Optional[str] = typer.Option(None, "--camera", callback=check_camera,
+                                         help="Camera spec to open and stream for 2 s."),
     arm: Optional[str] = typer.Option(None, "--arm", help="Serial port of the arm: handshake, declared facts, reply time vs the spec and the rate."),
     conformance: bool = typer.Option(False, "--conformance", help="With --arm: the full protocol conformance check (moves one axis: bench only)."),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
@@ -104,7 +152,8 @@ def doctor(
 
 @app.command()
 def capture(
-    camera: list[str] = typer.Option(..., "--camera", help="Camera spec, NAME=SPEC for several (realsense[:SERIAL], recording:PATH, synthetic[:WxH@FPS])."),
+    camera: list[str] = typer.Option(..., "--camera", callback=check_cameras, metavar="<spec>",
+                                     help="Camera spec, NAME=SPEC for several (realsense[:SERIAL], recording:PATH, synthetic[:WxH@FPS])."),
     frames: int = typer.Option(30, "--frames", help="Frame sets to save."),
     output: Path = typer.Option(..., "--output", help="Directory for PNGs and frames.jsonl (docs/capture-format.md)."),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
@@ -119,10 +168,12 @@ def capture(
 def run(
     bundle: Path = typer.Argument(..., help="Bundle directory (or a TinyVLA training output, run in torch fp32)."),
     base: Optional[Path] = typer.Option(None, "--base", help="Base VLM directory of a training output (overrides model_base)."),
-    camera: list[str] = typer.Option(..., "--camera", help="Camera SPEC or NAME=SPEC, once per bundle camera."),
+    camera: list[str] = typer.Option(..., "--camera", callback=check_cameras, metavar="<spec>",
+                                     help="Camera SPEC or NAME=SPEC, once per bundle camera."),
     arm: str = typer.Option(..., "--arm", help="Serial port of the arm, or 'sim' for the firmware emulator."),
     instruction: str = typer.Option(..., "--instruction", help="What the robot should do."),
-    profile_name: Optional[str] = typer.Option(None, "--profile", help="Deployment profile (default: the bundle's)."),
+    profile_name: Optional[str] = typer.Option(None, "--profile", callback=check_profile, autocompletion=complete_profile,
+                                               help="Deployment profile (default: the bundle's)."),
     rate: Optional[float] = typer.Option(None, "--rate", help="Control rate in Hz (default: the profile's)."),
     duration: Optional[float] = typer.Option(None, "--duration", help="Seconds to run (default: until Ctrl-C)."),
     ticks: Optional[int] = typer.Option(None, "--ticks", help="Stop after this many ticks."),
@@ -154,17 +205,21 @@ def profile(
     bundle: Optional[Path] = typer.Argument(None, help="Bundle directory (or a training output, run in torch fp32); "
                                                        "without one, a random-weight bundle of --model is profiled."),
     base: Optional[Path] = typer.Option(None, "--base", help="Base VLM directory of a training output (overrides model_base)."),
-    profile_names: list[str] = typer.Option([], "--profile", help="Deployment profile; repeat to compare several."),
-    model: Optional[str] = typer.Option(None, "--model", help="Without a BUNDLE: the published size to profile with "
-                                                              "random weights: tinyvla-s (default), tinyvla-b, tinyvla-h."),
+    profile_names: list[str] = typer.Option([], "--profile", callback=check_profiles, autocompletion=complete_profile,
+                                            metavar="<name|path>",
+                                            help="Deployment profile; repeat to compare several."),
+    model: Optional[PublishedModel] = typer.Option(None, "--model", help="Without a BUNDLE: the published size to profile with "
+                                                                        "random weights (default tinyvla-s)."),
     ticks: int = typer.Option(50, "--ticks", help="Measured ticks per profile."),
     warmup: int = typer.Option(10, "--warmup", help="Ticks run first and excluded (compilation, caches)."),
-    camera: list[str] = typer.Option([], "--camera", help="Camera SPEC or NAME=SPEC (default: synthetic at the profile's size)."),
+    camera: list[str] = typer.Option([], "--camera", callback=check_cameras, metavar="<spec>",
+                                     help="Camera SPEC or NAME=SPEC (default: synthetic at the profile's size)."),
     arm: str = typer.Option("none", "--arm", help="none, sim (the emulator) or a serial port."),
     set_power_mode: bool = typer.Option(False, "--set-power-mode", help="Switch nvpmodel mode and clocks per profile, restore after."),
-    power_source: Optional[str] = typer.Option(None, "--power-source", help="ina3221, tegrastats, nvml, rapl, none (default: best available)."),
+    power_source: Optional[PowerSource] = typer.Option(None, "--power-source", help="Power sensor (default: best available)."),
     output: Path = typer.Option(Path("profile-report"), "--output", help="Report directory."),
-    compare: list[Path] = typer.Option([], "--compare", help="Build a comparison report from earlier profile.json files."),
+    compare: list[Path] = typer.Option([], "--compare", exists=True, metavar="<profile.json>",
+                                       help="Build a comparison report from earlier profile.json files."),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
     """Latency and power of a bundle under one or more profiles, with a report and plots."""
@@ -197,9 +252,9 @@ def profile(
 def sim_arm(
     link: Optional[Path] = typer.Option(None, "--link", help="Keep a symlink at PATH pointing to the pty."),
     dof: int = typer.Option(7, "--dof", help="Degrees of freedom (plus a gripper)."),
-    space: str = typer.Option("ee", "--space", help="Action space the arm declares: ee or joint."),
+    space: ArmSpace = typer.Option("ee", "--space", help="Action space the arm declares."),
     log: Optional[Path] = typer.Option(None, "--log", help="JSON-lines log of accepted targets and NAKs."),
-    fault: Optional[list[str]] = typer.Option(None, "--fault", help="corrupt:P[:rx|tx] drop:P[:rx|tx] delay:S nak:P silence:S@T unplug:S@T"),
+    fault: Optional[list[str]] = typer.Option(None, "--fault", metavar="<fault>", help="corrupt:P[:rx|tx] drop:P[:rx|tx] delay:S nak:P silence:S@T unplug:S@T"),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
     """The serial arm firmware emulator on a pseudo-terminal."""
@@ -267,9 +322,11 @@ register_plugins()
 
 def main(argv: list[str] | None = None) -> int:
     """Console entry point: run the app, turning user-facing errors into one line and an exit code."""
+    command = typer.main.get_command(app)
+    hide_flag_types(command)
     try:
         # Outside standalone mode click returns (not raises) the code of a typer.Exit.
-        code = app(args=argv, standalone_mode=False)
+        code = command.main(args=argv, prog_name=PROG, standalone_mode=False)
         return code if isinstance(code, int) else 0
     except (EdgeError, DriverError) as e:
         code = getattr(e, "exit_code", 1)
@@ -281,15 +338,23 @@ def main(argv: list[str] | None = None) -> int:
     except typer.Exit as e:
         return e.exit_code
     except Exception as e:
-        # Usage errors from typer's bundled click: show them the click way (one line + usage).
-        if hasattr(e, "show") and hasattr(e, "exit_code"):
-            e.show()
-            return e.exit_code
-        if type(e).__name__ == "Abort":
-            typer.echo("aborted", err=True)
-            return 1
-        raise
-    return 0
+        return _report_other(e)
+
+
+def _report_other(error: Exception) -> int:
+    """Usage errors, aborts and pydantic validation errors as one line; anything else is a bug."""
+    if hasattr(error, "format_message") and hasattr(error, "exit_code"):  # typer's bundled click
+        line = usage_error_line(error) if hasattr(error, "ctx") else f"error: {error.format_message()}"
+        typer.echo(line, err=True)
+        # A bad argument is a refusal like any other (the documented 1), not click's usage code 2.
+        return 1 if error.exit_code == 2 else error.exit_code
+    if type(error).__name__ == "Abort":
+        typer.echo("aborted", err=True)
+        return 1
+    if type(error).__name__ == "ValidationError" and callable(getattr(error, "errors", None)):
+        typer.echo(f"error: {first_invalid_field(error)}", err=True)
+        return 1
+    raise error
 
 
 if __name__ == "__main__":

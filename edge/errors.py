@@ -48,5 +48,11 @@ def first_invalid_field(error: Exception) -> str:
     if callable(getattr(error, "errors", None)):
         first = error.errors()[0]
         field = ".".join(str(p) for p in first["loc"]) or "(root)"
-        return f"field '{field[:120]}': {str(first['msg'])[:200]}"
+        return f"field '{field[:120]}': {validation_reason(error)}"
     return (str(error).strip().splitlines() or [type(error).__name__])[0][:300]
+
+
+def validation_reason(error: Exception) -> str:
+    """The reason of a pydantic validation failure's first error, without pydantic's
+    "Value error, " wrapping or its "For further information" line (at most 200 characters)."""
+    return str(error.errors()[0]["msg"]).removeprefix("Value error, ")[:200]

@@ -6,19 +6,18 @@ command is thin: parse arguments, call one function, print its result with the C
 
 from __future__ import annotations
 
-from enum import Enum
 from pathlib import Path
-from typing import Callable, Optional, get_args
+from typing import Callable, Literal, Optional
 
 import typer
 
-from edge.config import Precision as PrecisionName
+from edge.cli_params import check_profile, complete_profile
+from edge.config import Precision
 from edge.errors import require
 from quantize.int8 import CALIBRATION_METHODS
 
 # Choices checked while the command line is parsed (before anything heavy is imported).
-Precision = Enum("Precision", {name: name for name in get_args(PrecisionName)}, type=str)
-CalibrationMethod = Enum("CalibrationMethod", {name: name for name in CALIBRATION_METHODS}, type=str)
+CalibrationMethod = Literal[CALIBRATION_METHODS]
 
 
 def _known_method(method: str | None) -> str | None:
@@ -39,7 +38,8 @@ def register(app: typer.Typer, emit: Callable) -> None:
     @app.command()
     def quantize(
         checkpoint: Path = typer.Argument(..., help="TinyVLA training output (root or checkpoint-N/) or a native policy."),
-        profile: str = typer.Option(..., "--profile", help="Deployment profile name or YAML path."),
+        profile: str = typer.Option(..., "--profile", callback=check_profile, autocompletion=complete_profile,
+                                    help="Deployment profile name or YAML path."),
         output: Path = typer.Option(..., "--output", help="Bundle directory to write (its log: OUTPUT.quantize.log)."),
         base: Optional[Path] = typer.Option(None, "--base", help="Base VLM directory."),
         calibration: Optional[Path] = typer.Option(None, "--calibration", help="Calibration frames (tinyvla-edge capture)."),
@@ -57,23 +57,22 @@ def register(app: typer.Typer, emit: Callable) -> None:
             help="Fidelity gate: no bundle above this end-to-end normalized RMSE (default: the profile's model.fidelity_max_rmse)."),
         accept_fidelity: bool = typer.Option(
             False, "--accept-fidelity", help="Write the bundle even above the fidelity gate (the report says so)."),
-        calibration_method: CalibrationMethod = typer.Option(CalibrationMethod.percentile, "--calibration-method", help="int8 activation ranges."),
+        calibration_method: CalibrationMethod = typer.Option("percentile", "--calibration-method", help="int8 activation ranges."),
         force: bool = typer.Option(False, "--force", help="Replace an existing output directory."),
         as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
     ) -> None:
         """Training output -> bundle (backbone precision + distilled head + fidelity report)."""
         from quantize.preflight import check_quantize_inputs
 
-        precision_name = precision.value if precision else None
-        check_quantize_inputs(checkpoint, profile, output, base, calibration, calibration_recording, precision_name, force)
+        check_quantize_inputs(checkpoint, profile, output, base, calibration, calibration_recording, precision, force)
         require("onnxruntime", "quantize")
         from quantize.pipeline import quantize_training_output
         from quantize.summary import render_summary
 
         result = quantize_training_output(
             checkpoint, profile, output, base=base, calibration=calibration, calibration_recording=calibration_recording,
-            precision=precision_name, head_steps=head_steps, max_action_rmse=max_action_rmse,
-            calibration_method=calibration_method.value, distill_iterations=distill_iterations,
+            precision=precision, head_steps=head_steps, max_action_rmse=max_action_rmse,
+            calibration_method=calibration_method, distill_iterations=distill_iterations,
             calibration_frames=calibration_frames, accept_fidelity=accept_fidelity, force=force, progress=not as_json,
         )
         emit(result, as_json, render_summary)
@@ -83,7 +82,8 @@ def register(app: typer.Typer, emit: Callable) -> None:
         source: Path = typer.Argument(..., help="TinyVLA training output or native policy directory."),
         steps: int = typer.Option(..., "--steps", help="Student DDIM steps K (1 .. teacher steps − 1)."),
         teacher_steps: int = typer.Option(10, "--teacher-steps", help="The teacher's DDIM steps (the reference's 10)."),
-        calibration: Optional[Path] = typer.Option(None, "--calibration", help="Calibration directory from `capture`."),
+        calibration: Optional[Path] = typer.Option(None, "--calibration", exists=True, file_okay=False,
+                                                   help="Calibration directory from `capture`."),
         synthetic_calibration: Optional[int] = typer.Option(
             None, "--synthetic-calibration", help="Use N synthetic observations instead of --calibration."),
         instruction: Optional[str] = typer.Option(None, "--instruction", help="Instruction for frames without one."),

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from edge.config import ComponentSpec, Profile, load_profile
-from edge.errors import EdgeError
+from edge.errors import EdgeError, validation_reason
 from edge.hub import parse_hub_id
 from quantize.calibration import check_camera_folders
 
@@ -50,8 +50,7 @@ def component_specs(profile: Profile, precision: str | None) -> dict[str, Compon
     try:
         return {k: ComponentSpec(engine=v.engine, precision=precision) for k, v in specs.items()}
     except ValueError as e:
-        reason = str(e.errors()[0]["msg"]).removeprefix("Value error, ") if hasattr(e, "errors") else str(e)
-        raise EdgeError(f"--precision {precision}: {reason} (profile {profile.name})") from e
+        raise EdgeError(f"--precision {precision}: {validation_reason(e)} (profile {profile.name})") from e
 
 
 def check_replaceable(output: Path, force: bool) -> None:

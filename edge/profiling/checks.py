@@ -10,6 +10,7 @@ import statistics
 from collections.abc import Sequence
 
 from edge.profiling.model import MeasurementWarning, ProfileRun, ThermalSample, WarningKind
+from edge.profiling.stats import summarize_stage
 
 # Not in the platform reference: Orin's software throttling trips around 99 C (tj), so readings
 # at or above 95 C mean the run was at, or about to be at, reduced clocks. Pass the device's
@@ -25,6 +26,13 @@ WARMUP_HEAD_FRACTION = 0.10
 WARMUP_HEAD_MIN = 5
 WARMUP_MIN_TICKS = 20
 WARMUP_SLOWDOWN = 1.20
+
+# Contention rule. A 1-minute load average at or above the CPU count before the model loaded means
+# other work already kept every core busy. A tick p90 more than twice its p50 means latency was
+# not steady: a pipeline that runs alone repeats itself to within a few tens of percent.
+CONTENDED_LOAD_PER_CPU = 1.0
+UNSTEADY_P90_OVER_P50 = 2.0
+CONTENTION_MIN_TICKS = 20  # fewer ticks make p90 one or two samples
 
 
 def check_power_mode(expected: str | None, actual: str | None) -> MeasurementWarning | None:
@@ -118,6 +126,37 @@ def check_power_sampling(run: ProfileRun) -> MeasurementWarning | None:
     return MeasurementWarning(kind=WarningKind.POWER_SAMPLING_FAILED, message=f"{run.power.describe()}")
 
 
+def check_contention(
+    load_average: tuple[float, float, float] | None, cpu_count: int | None, tick_totals_ms: Sequence[float]
+) -> MeasurementWarning | None:
+    """Warn when other load shared the CPUs or tick latency was unsteady (p90 over twice p50)."""
+    causes = []
+    if load_average is not None and cpu_count and load_average[0] >= CONTENDED_LOAD_PER_CPU * cpu_count:
+        causes.append(f"load average {load_average[0]:.1f} on {cpu_count} CPUs before the run")
+    if len(tick_totals_ms) >= CONTENTION_MIN_TICKS:
+        total = summarize_stage(tick_totals_ms)
+        if total.p50 > 0 and total.p90 > UNSTEADY_P90_OVER_P50 * total.p50:
+            causes.append(f"tick p90 is {total.p90 / total.p50:.1f}x p50 ({total.p90:.2f} vs {total.p50:.2f} ms)")
+    if not causes:
+        return None
+    return MeasurementWarning(
+        kind=WarningKind.CPU_CONTENTION,
+        message="CPU contention: " + " and ".join(causes) + "; latency is not the pipeline's own: "
+        "stop other work (or pin CPUs) and rerun",
+    )
+
+
+def check_power_budget(mean_power_w: float | None, budget_w: float | None) -> MeasurementWarning | None:
+    """Warn when the run's mean power exceeded the profile's `power.budget_w`."""
+    if mean_power_w is None or budget_w is None or mean_power_w <= budget_w:
+        return None
+    return MeasurementWarning(
+        kind=WarningKind.POWER_OVER_BUDGET,
+        message=f"mean power {mean_power_w:.1f} W exceeds the profile's budget of {budget_w:.1f} W: "
+        "use a lower power mode, precision or control rate, or raise power.budget_w",
+    )
+
+
 def evaluate_warnings(run: ProfileRun) -> list[MeasurementWarning]:
     """Every rule applied to a run, in a fixed order."""
     env = run.environment
@@ -127,6 +166,8 @@ def evaluate_warnings(run: ProfileRun) -> list[MeasurementWarning]:
         check_thermal_throttling(run.thermal, env.clocks_locked),
         check_warmup(run.tick_totals_ms(), run.warmup),
         check_power_sampling(run),
+        check_contention(env.load_average, env.cpu_count, run.tick_totals_ms()),
+        check_power_budget(run.mean_power_w(), run.power_budget_w),
     ]
     return [w for w in found if w is not None]
 

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 
 def render_profile(result: dict) -> str:
+    """The terminal summary: where the report is, then per profile its rate, stages and warnings."""
     lines = [f"report: {result['markdown']}  (profile.json, {len(result['plots'])} plots in {result['output']})"]
     for run in result["runs"]:
         lines.append(f"  {run['profile']}: {run['inferences_per_s']:.2f} inferences/s over {run['ticks']} ticks; {run['power']}")
+        if run.get("mode"):  # deployed or model-only, where the measurement records it
+            lines.append(f"    mode: {run['mode']}")
+        lines.append(f"    {'stage':<12} {'p50 ms':>9}      {'p99 ms':>9}")
         for stage, s in run["stages_ms"].items():
-            lines.append(f"    {stage:<12} p50 {s['p50']:9.2f} ms   p99 {s['p99']:9.2f} ms")
+            lines.append(f"    {stage:<12} {s['p50']:9.2f}      {s['p99']:9.2f}")
         for w in run["warnings"]:
             lines.append(f"    WARNING: {w}")
     return "\n".join(lines)

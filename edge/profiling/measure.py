@@ -12,6 +12,7 @@ reports.
 from __future__ import annotations
 
 import contextlib
+import os
 import platform
 import time
 from dataclasses import dataclass, field, replace
@@ -54,7 +55,7 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def environment(profile: Profile) -> Environment:
+def environment(profile: Profile, load_average: tuple[float, float, float] | None = None) -> Environment:
     """Device, JetPack, power mode and clocks, engine versions: enough to reproduce a run."""
     import torch
 
@@ -77,7 +78,8 @@ def environment(profile: Profile) -> Environment:
         versions["onnxruntime"] = onnxruntime.__version__
     return Environment(device=info.model or info.module_name or f"{platform.machine()} {platform.processor()}".strip(), is_jetson=info.is_jetson,
                        jetpack=info.jetpack, power_mode=mode, clocks_locked=locked, engine_versions=versions,
-                       python=platform.python_version(), torch=torch.__version__)
+                       python=platform.python_version(), torch=torch.__version__,
+                       load_average=load_average, cpu_count=os.cpu_count())
 
 
 def _camera_specs(request: ProfileRequest, profile: Profile, names: tuple[str, ...]) -> dict[str, str]:
@@ -140,6 +142,7 @@ def measure_profile(request: ProfileRequest, profile: Profile) -> ProfileRun:
     from edge.device.power import PowerMonitor, choose_power_source
     from edge.runtime.startup import load_run_predictor
 
+    load_before = os.getloadavg()  # before our own threads add to it: the contention rule reads it
     predictor, _ = load_run_predictor(request.bundle, base=request.base)
     profile.model.check_chunk_size(predictor.chunk_size)
     names = tuple(predictor.camera_names)
@@ -182,9 +185,10 @@ def measure_profile(request: ProfileRequest, profile: Profile) -> ProfileRun:
         trace = monitor.stop() if monitor else None
     power = PowerRecord.from_trace(trace)
     energy_inf, energy_act = run_energy(power, boundaries, request.ticks if arm else None)
-    env = environment(profile)
+    env = environment(profile, load_before)
     return ProfileRun(
-        profile=profile.name, expected_power_mode=profile.power.mode, environment=env, ticks=request.ticks,
+        profile=profile.name, expected_power_mode=profile.power.mode, environment=env,
+        control_rate_hz=profile.control.rate_hz, power_budget_w=profile.power.budget_w, ticks=request.ticks,
         warmup=request.warmup, stages_ms={s: v for s, v in stages.items() if v},
         throughput=Throughput(inferences_per_s=request.ticks / elapsed, control_hz=request.ticks / elapsed if arm else None),
         memory=Memory(rss_peak_mb=peak_rss_mb(), cuda_peak_mb=_cuda_peak_mb()), power=power,

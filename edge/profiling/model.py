@@ -39,6 +39,8 @@ class WarningKind(str, Enum):
     WARMUP_TOO_SHORT = "warmup_too_short"
     POWER_SAMPLING_FAILED = "power_sampling_failed"
     RANDOM_WEIGHTS = "random_weights"  # `profile --model`: timings valid, actions not
+    CPU_CONTENTION = "cpu_contention"  # other load or unsteady ticks: latency is not the pipeline's own
+    POWER_OVER_BUDGET = "power_over_budget"  # mean power above the profile's power.budget_w
 
 
 class _Model(BaseModel):
@@ -63,6 +65,9 @@ class Environment(_Model):
     engine_versions: dict[str, str] = Field(default_factory=dict)
     python: str
     torch: str
+    load_average: tuple[float, float, float] | None = Field(
+        default=None, description="os.getloadavg() (1, 5, 15 min) taken before the model loaded")
+    cpu_count: int | None = Field(default=None, gt=0, description="logical CPUs the load average is shared by")
 
 
 class Throughput(_Model):
@@ -139,6 +144,8 @@ class ProfileRun(_Model):
 
     profile: str
     expected_power_mode: str | None = Field(default=None, description="the power mode the profile asks for")
+    control_rate_hz: float | None = Field(default=None, gt=0, description="the profile's control.rate_hz")
+    power_budget_w: float | None = Field(default=None, gt=0, description="the profile's power.budget_w")
     environment: Environment
     ticks: int = Field(gt=0, description="measured ticks, after warm-up")
     warmup: int = Field(ge=0)

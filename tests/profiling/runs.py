@@ -22,6 +22,10 @@ def make_run(
     thermal: list[ThermalSample] | None = None,
     seed: int = 0,
     actions_per_inference: int = 2,
+    control_rate_hz: float | None = 30.0,
+    power_budget_w: float | None = None,
+    load_average: tuple[float, float, float] | None = None,
+    cpu_count: int | None = None,
 ) -> ProfileRun:
     """A steady run: stage latencies around (i+1) ms x scale, one inference every 50 ms."""
     rng = random.Random(seed)
@@ -38,6 +42,8 @@ def make_run(
     return ProfileRun(
         profile=profile,
         expected_power_mode=expected_power_mode,
+        control_rate_hz=control_rate_hz,
+        power_budget_w=power_budget_w,
         environment=Environment(
             device=device,
             is_jetson=is_jetson,
@@ -47,6 +53,8 @@ def make_run(
             engine_versions={"onnxruntime": "1.20.1"},
             python="3.11.7",
             torch="2.13.0+cpu",
+            load_average=load_average,
+            cpu_count=cpu_count,
         ),
         ticks=ticks,
         warmup=10,

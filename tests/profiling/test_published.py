@@ -46,11 +46,14 @@ def test_profile_without_a_bundle_builds_once_and_says_the_weights_are_random(ti
     assert "[1] random tinyvla-s training output" in first.err and "done in" in first.err
     run = json.loads((tmp_path / "first" / "profile.json").read_text())["runs"][0]
     assert run["profile"] == "cpu-dev" and len(run["stages_ms"]["head"]) == 2
-    assert [w["kind"] for w in run["warnings"]] == ["random_weights"]
+    # cpu_contention depends on this machine's load at the time, not on what is tested here.
+    assert [w["kind"] for w in run["warnings"] if w["kind"] != "cpu_contention"] == ["random_weights"]
     assert "actions are not" in json.loads(first.out)["runs"][0]["warnings"][0]
     report = (tmp_path / "first" / "report.md").read_text()
     assert "random weights with the published tinyvla-s dimensions" in report
-    assert "fix the conditions and rerun" not in report  # random weights are not a measurement fault
+    # Random weights are not a measurement fault: only another warning asks for a rerun.
+    faults = [w for w in run["warnings"] if w["kind"] != "random_weights"]
+    assert ("fix the conditions and rerun" in report) == bool(faults)
     bundles = list(tiny_published.glob("tinyvla-s-*/bundle-cpu-dev-*/bundle/manifest.json"))
     assert len(bundles) == 1
 
