@@ -14,18 +14,12 @@ import typer
 from edge.cli_params import check_profile, complete_profile
 from edge.config import Precision
 from edge.errors import require
+from quantize.distill.methods import METHODS
 from quantize.int8 import CALIBRATION_METHODS
 
 # Choices checked while the command line is parsed (before anything heavy is imported).
 CalibrationMethod = Literal[CALIBRATION_METHODS]
-
-
-def _known_method(method: str | None) -> str | None:
-    """--method is checked as it is parsed: an unknown one is refused before any loading or computing."""
-    from quantize.distill.command import check_method
-
-    check_method(method)
-    return method
+DistillMethod = Literal[METHODS]
 
 
 def register(app: typer.Typer, emit: Callable) -> None:
@@ -87,8 +81,8 @@ def register(app: typer.Typer, emit: Callable) -> None:
         synthetic_calibration: Optional[int] = typer.Option(
             None, "--synthetic-calibration", help="Use N synthetic observations instead of --calibration."),
         instruction: Optional[str] = typer.Option(None, "--instruction", help="Instruction for frames without one."),
-        method: Optional[str] = typer.Option(
-            None, "--method", callback=_known_method, help="Distillation method (default output-matching; docs/distillation.md)."),
+        method: Optional[DistillMethod] = typer.Option(
+            None, "--method", help="Distillation method (default output-matching; docs/distillation.md)."),
         output: Optional[Path] = typer.Option(None, "--output", help="Output policy directory (default SOURCE-kK)."),
         resume: bool = typer.Option(False, "--resume", help="Continue from OUTPUT/distill-checkpoint."),
         seed: int = typer.Option(0, "--seed", help="Seed for noise, batches and the hold-out split."),

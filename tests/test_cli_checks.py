@@ -65,7 +65,7 @@ def test_bad_arguments_are_one_line_exit_1_before_any_heavy_import(tmp_path):
 
 
 def test_precision_errors_from_the_pipeline_keep_the_pydantic_reason():
-    from quantize.pipeline import component_specs
+    from quantize.preflight import component_specs
 
     with pytest.raises(EdgeError) as literal:
         component_specs(load_profile("cpu-dev"), "int4")

@@ -2,28 +2,24 @@
 
 `distill_head` trains a K-step student of the 10-step teacher on cached head conditions and
 reports its fidelity; `compute_conditions` makes those conditions from observations.
+
+The names below are loaded on first use: they import torch, and the CLI reads
+`quantize.distill.methods` while it parses, before anything heavy may load.
 """
 
-from quantize.distill.api import DistillReport, DistillResult, distill_head, render_summary
-from quantize.distill.conditions import compute_conditions, read_calibration, synthetic_observations
-from quantize.distill.fidelity import DistributionalFidelity, Fidelity, PairedFidelity, measure_fidelity
-from quantize.distill.objectives import DEFAULT_METHOD, METHODS
-from quantize.distill.schedule import ladder, student_timesteps
+from importlib import import_module
 
-__all__ = [
-    "DEFAULT_METHOD",
-    "METHODS",
-    "DistillReport",
-    "DistillResult",
-    "DistributionalFidelity",
-    "Fidelity",
-    "PairedFidelity",
-    "compute_conditions",
-    "distill_head",
-    "ladder",
-    "measure_fidelity",
-    "read_calibration",
-    "render_summary",
-    "student_timesteps",
-    "synthetic_observations",
-]
+_EXPORTS = {
+    "DistillReport": "api", "DistillResult": "api", "distill_head": "api", "render_summary": "api",
+    "compute_conditions": "conditions", "read_calibration": "conditions", "synthetic_observations": "conditions",
+    "DistributionalFidelity": "fidelity", "Fidelity": "fidelity", "PairedFidelity": "fidelity",
+    "measure_fidelity": "fidelity", "DEFAULT_METHOD": "methods", "METHODS": "methods",
+    "ladder": "schedule", "student_timesteps": "schedule",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'quantize.distill' has no attribute {name!r}")
+    return getattr(import_module(f"quantize.distill.{_EXPORTS[name]}"), name)

@@ -18,7 +18,8 @@ from edge.policy.sampler import DDIMSampler, leading_timesteps
 from quantize.distill import distributed
 from quantize.distill.conditions import split_conditions
 from quantize.distill.fidelity import Fidelity, measure_fidelity
-from quantize.distill.objectives import DEFAULT_METHOD, METHODS, rounds_for
+from quantize.distill.methods import DEFAULT_METHOD, check_method
+from quantize.distill.objectives import rounds_for
 from quantize.distill.schedule import student_timesteps, validate_head, validate_steps
 from quantize.distill.state import RunSettings
 from quantize.distill.trainer import train_student
@@ -142,8 +143,7 @@ def distill_head(
     head = _head_of(policy_or_head)
     validate_steps(steps, teacher_steps)
     validate_head(head.cfg)
-    if method not in METHODS:
-        raise EdgeError(f"unknown distillation method {method!r}: choose one of {', '.join(METHODS)}")
+    check_method(method)
     if iterations < 1 or batch_size < 1 or learning_rate <= 0:
         raise EdgeError("iterations and batch size must be at least 1 and the learning rate positive")
     width = head.combine.out_features

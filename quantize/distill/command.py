@@ -14,7 +14,7 @@ from edge.policy.policy import Policy
 from quantize.distill import distributed
 from quantize.distill.api import DEFAULT_BATCH_SIZE, DEFAULT_ITERATIONS, DEFAULT_LEARNING_RATE, distill_head, render_summary
 from quantize.distill.conditions import compute_conditions, read_calibration, synthetic_observations
-from quantize.distill.objectives import DEFAULT_METHOD, METHODS
+from quantize.distill.methods import DEFAULT_METHOD, check_method
 from quantize.distill.schedule import validate_head, validate_steps
 from quantize.progress import StageProgress
 
@@ -33,12 +33,6 @@ def load_source(source: Path, base: Path | None = None) -> tuple[str, Policy]:
     if (source / "manifest.json").is_file():
         raise EdgeError(f"{source}: distilling a bundle's head is not supported yet; pass its training output")
     return "training_output", load_training_output(source, base=base)
-
-
-def check_method(method: str | None) -> None:
-    """Refuse an unknown distillation method before anything is loaded or computed."""
-    if method is not None and method not in METHODS:
-        raise EdgeError(f"unknown distillation method {method!r}: choose one of {', '.join(METHODS)}")
 
 
 def run_distill(

@@ -21,12 +21,7 @@ from edge.policy.sampler import DDIMSampler, leading_timesteps
 from quantize.distill.chain import ddim_rows, run_chain, trajectory
 from quantize.distill.schedule import ladder, segments, student_timesteps
 
-PROGRESSIVE = "progressive"
-OUTPUT_MATCHING = "output-matching"
-METHODS = (OUTPUT_MATCHING, PROGRESSIVE)
-# Chosen by the measured fidelity (docs/distillation.md): output matching gives a lower paired
-# error at every K on the same budget and keeps the modes of the multimodal test task.
-DEFAULT_METHOD = OUTPUT_MATCHING
+from quantize.distill.methods import OUTPUT_MATCHING, PROGRESSIVE
 
 
 @dataclass(frozen=True)
