@@ -183,9 +183,7 @@ class ControlLoop:
         t_convert = now()
         decision = self.safety.decide(action, self._state, hold)
         t_safety = now()
-        sent = self._drive(decision, tick)
-        if sent and decision.hold is None and now() > due + self.settings.exec_latency_s:
-            self.telemetry.link.late += 1  # confirmed after the time its action was for
+        sent = self._drive(decision, tick, due)
         t_serial = now()
         stages_ms = {"chunks": (t_chunks - start) * 1e3, "convert": (t_convert - t_chunks) * 1e3,
                      "safety": (t_safety - t_convert) * 1e3, "serial": (t_serial - t_safety) * 1e3}
@@ -230,7 +228,7 @@ class ControlLoop:
             counters.rejected_non_finite += admission.rejected_non_finite
             counters.stale_chunks += not admission.accepted and not admission.rejected_non_finite
 
-    def _drive(self, decision: Decision, tick: int) -> bool:
+    def _drive(self, decision: Decision, tick: int, due: float) -> bool:
         """Send the target (or a heartbeat in a dry run), read the state. True if a target was accepted."""
         link = self.telemetry.link
         accepted = False
@@ -247,6 +245,8 @@ class ControlLoop:
                 accepted = result.accepted
                 if accepted:
                     link.accepted += 1
+                    # The action was for due + exec latency: confirmed after that, it came late.
+                    link.late += decision.hold is None and now() > due + self.settings.exec_latency_s
                     self.safety.accepted(decision.target)
                 else:
                     link.nak(result.reason.value if result.reason else "unknown")
