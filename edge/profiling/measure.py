@@ -255,6 +255,9 @@ def _check_request(request: ProfileRequest) -> None:
         raise EdgeError("--ticks must be at least 1 and --warmup not negative")
     if request.model_only and request.arm is not None:
         raise EdgeError("--model-only measures the model without an arm; leave out --arm")
+    if request.arm == "none":
+        raise EdgeError("profile drives run's control loop, which needs an arm: --arm sim (the emulator, the default) "
+                        "or a serial port; --model-only measures the model without one")
     for ref in request.profiles:
         load_profile(ref)
 

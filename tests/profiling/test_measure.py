@@ -55,3 +55,5 @@ def test_bad_requests_are_one_line_errors(tiny_output, tmp_path, capsys):
     assert main(["profile", str(tiny_output), "--profile", "cpu-dev", "--model-only", "--arm", "sim",
                  "--output", str(tmp_path / "x")]) == 1
     assert "--model-only measures the model without an arm" in capsys.readouterr().err
+    assert main(["profile", str(tiny_output), "--profile", "cpu-dev", "--arm", "none", "--output", str(tmp_path / "x")]) == 1
+    assert "needs an arm: --arm sim" in capsys.readouterr().err
