@@ -27,12 +27,14 @@ from edge.hub import resolve_path
 from edge.runtime.episode_log import EpisodeLog
 from edge.runtime.export import export_log
 from edge.runtime.loop import ControlLoop, LoopSettings
-from edge.runtime.run import CONNECT_ATTEMPTS, SERIAL_RETRIES
+from edge.runtime.run import CONNECT_ATTEMPTS, REPLY_TIME_BURST, REPLY_TIME_CALL_S, SERIAL_RETRIES
 from edge.runtime.startup import serial_timeout_s
 from edge.runtime.run import connect_arm as _handshake
 from edge.runtime.safety import SafetyLayer, SafetyLimits
 from edge.runtime.shutdown import ShutdownAction
-from edge.runtime.startup import arm_requirement, check_arm, check_arm_state, check_instruction, load_local_predictor
+from edge.runtime.startup import (
+    arm_requirement, check_arm, check_arm_state, check_instruction, exec_latency_s, load_local_predictor, plan_link_timing,
+)
 
 __all__ = ["Camera", "Frame", "SimArm", "SerialArm", "connect_arm", "export_log", "load_policy", "open_camera", "run_loop"]
 
@@ -117,7 +119,12 @@ def run_loop(policy, cameras: Sequence[Camera], arm: SerialArm, instruction: str
     check_arm(arm.info, arm_requirement(policy), policy.state_dim)
     limits = SafetyLimits.combine(arm.info, prof.arm)
     check_arm_state(_measured_state(arm), limits, clear_estop=False)
-    settings = LoopSettings(rate_hz=rate_hz or prof.control.rate_hz, ensemble_k=prof.control.ensemble_k,
+    rate_hz = rate_hz or prof.control.rate_hz
+    with arm.longer_timeout(REPLY_TIME_CALL_S):  # the execution latency, measured as `run` measures it
+        reply = arm.measure_reply_time(REPLY_TIME_BURST)
+    latency_s = exec_latency_s(prof.control.exec_latency_s, reply, plan_link_timing(rate_hz, arm.baud, arm.info.axes),
+                               prof.control.action_deadline_s)
+    settings = LoopSettings(rate_hz=rate_hz, ensemble_k=prof.control.ensemble_k, exec_latency_s=latency_s,
                             action_deadline_s=prof.control.action_deadline_s, duration_s=duration_s,
                             max_ticks=max_ticks, on_shutdown=ShutdownAction(prof.arm.on_shutdown))
     plan = {"profile": prof.name, "instruction": instruction, "rate_hz": settings.rate_hz, "limits": limits.describe()}

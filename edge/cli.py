@@ -214,7 +214,10 @@ def profile(
     warmup: int = typer.Option(10, "--warmup", help="Ticks run first and excluded (compilation, caches)."),
     camera: list[str] = typer.Option([], "--camera", callback=check_cameras, metavar="<spec>",
                                      help="Camera SPEC or NAME=SPEC (default: synthetic at the profile's size)."),
-    arm: str = typer.Option("none", "--arm", help="none, sim (the emulator) or a serial port."),
+    arm: Optional[str] = typer.Option(None, "--arm", help="The arm the control loop drives: sim (the emulator, "
+                                                         "default) or a serial port."),
+    model_only: bool = typer.Option(False, "--model-only", help="Measure the synchronous model pipeline "
+                                                                "(capture → predict) alone: no arm, no control rate."),
     set_power_mode: bool = typer.Option(False, "--set-power-mode", help="Switch nvpmodel mode and clocks per profile, restore after."),
     power_source: Optional[PowerSource] = typer.Option(None, "--power-source", help="Power sensor (default: best available)."),
     output: Path = typer.Option(Path("profile-report"), "--output", help="Report directory."),
@@ -222,7 +225,8 @@ def profile(
                                        help="Build a comparison report from earlier profile.json files."),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
-    """Latency and power of a bundle under one or more profiles, with a report and plots."""
+    """Latency and power of a bundle under one or more profiles, with a report and plots: by default
+    `run`'s start-up and control loop at each profile's rate (the deployed figures)."""
     from edge.profiling.cli_render import render_profile
 
     if compare:
@@ -240,12 +244,13 @@ def profile(
     from edge.profiling.published import DEFAULT_MODEL
 
     request = ProfileRequest(bundle=bundle, profiles=profile_names, ticks=ticks, warmup=warmup, cameras=camera,
-                             arm=arm, set_power_mode=set_power_mode, power_source=power_source, base=base)
+                             arm=arm, model_only=model_only, set_power_mode=set_power_mode,
+                             power_source=power_source, base=base)
+    say = lambda text: typer.echo(text, err=True)  # noqa: E731 - build progress and each run's plan
     if bundle is None:
-        say = lambda text: typer.echo(text, err=True)  # noqa: E731 - build progress
         emit(profile_published_model(model or DEFAULT_MODEL, request, output, say), as_json, render_profile)
     else:
-        emit(profile_bundle(request, output), as_json, render_profile)
+        emit(profile_bundle(request, output, say), as_json, render_profile)
 
 
 @app.command("sim-arm")

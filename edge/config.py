@@ -177,6 +177,9 @@ class ControlSpec(_Strict):
     max_rate_hz: float = Field(default=100.0, gt=0, le=1000)
     ensemble_k: float = Field(default=0.01, ge=0, le=10)
     action_deadline_s: float = Field(default=0.5, gt=0, le=60)
+    # Actions are sent this long before they are due, and those due sooner are dropped
+    # (docs/runtime.md, "Execution latency"). None: measured from the serial round trip at start-up.
+    exec_latency_s: float | None = Field(default=None, ge=0, le=1)
 
 
 class InstallSpec(_Strict):

@@ -8,12 +8,14 @@ matplotlib only when a report is written.
 from edge.profiling.checks import evaluate_warnings, with_warnings
 from edge.profiling.model import (
     SCHEMA_VERSION,
+    ControlFigures,
     Environment,
     MeasurementWarning,
     Memory,
     PowerRecord,
     ProfileReport,
     ProfileRun,
+    RunMode,
     Stage,
     ThermalSample,
     Throughput,
@@ -25,6 +27,7 @@ from edge.profiling.stats import StageSummary, inferences_per_second, summarize_
 
 __all__ = [
     "SCHEMA_VERSION",
+    "ControlFigures",
     "Environment",
     "MeasurementWarning",
     "Memory",
@@ -32,6 +35,7 @@ __all__ = [
     "ProfileReport",
     "ProfileRun",
     "ReportFiles",
+    "RunMode",
     "Stage",
     "StageSummary",
     "ThermalSample",

@@ -7,9 +7,10 @@ def render_profile(result: dict) -> str:
     """The terminal summary: where the report is, then per profile its rate, stages and warnings."""
     lines = [f"report: {result['markdown']}  (profile.json, {len(result['plots'])} plots in {result['output']})"]
     for run in result["runs"]:
-        lines.append(f"  {run['profile']}: {run['inferences_per_s']:.2f} inferences/s over {run['ticks']} ticks; {run['power']}")
-        if run.get("mode"):  # deployed or model-only, where the measurement records it
-            lines.append(f"    mode: {run['mode']}")
+        rate = (f"control {run['control_hz']:.2f} Hz (target {run['target_rate_hz']:g}), "
+                if run.get("control_hz") is not None else "")
+        lines.append(f"  {run['profile']} [{run.get('mode', 'model-only')}]: {rate}{run['inferences_per_s']:.2f} "
+                     f"inferences/s over {run['ticks']} ticks; {run['power']}")
         lines.append(f"    {'stage':<12} {'p50 ms':>9}      {'p99 ms':>9}")
         for stage, s in run["stages_ms"].items():
             lines.append(f"    {stage:<12} {s['p50']:9.2f}      {s['p99']:9.2f}")

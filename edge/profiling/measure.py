@@ -1,12 +1,15 @@
-"""`tinyvla-edge profile`: run a bundle's pipeline for N ticks per deployment profile and measure
-every stage, throughput, memory and power, then write the report (edge.profiling.report).
+"""`tinyvla-edge profile`: measure a bundle under each deployment profile, then write the report
+(edge.profiling.report). Two modes, and the report says which produced each run:
 
-Each tick runs the whole pipeline synchronously so every stage is timed for every inference:
-capture (newest frame of each camera) → preprocess → vision → language → head → postprocess →
-safety (the runtime's SafetyLayer) → serial (send the target, read the state). Warm-up ticks
-run first and are excluded; the power monitor samples only the measured ticks. The model stages
-come from the predictor's own stage timings (synchronized on CUDA), the same ones the runtime
-reports.
+- **deployed** (the default): `run`'s own start-up (`edge.runtime.run.start_up`: the model in its
+  own process on its CPUs, the serial budget, every check, the execution latency, warm-up) and its
+  `ControlLoop` at the profile's rate, against the arm (`--arm sim`: the emulator in its own
+  process). The figures are the deployed ones: the control rate the ticks achieved, the tick
+  figures, and per inference the model process's stage timings, as `run`'s cadence report has them.
+- **model-only** (`--model-only`): the synchronous model pipeline, capture → predict, over and
+  over in this process, with no arm and no control rate: what the model alone costs.
+
+Warm-up inferences run first and are excluded; the power monitor samples only the measured part.
 """
 
 from __future__ import annotations
@@ -23,9 +26,14 @@ import numpy as np
 
 from edge.config import Profile, load_profile
 from edge.errors import EdgeError
-from edge.profiling.model import Environment, Memory, PowerRecord, ProfileRun, Stage, ThermalSample, Throughput, run_energy
+from edge.profiling.model import (
+    TICK_STAGES, ControlFigures, Environment, Memory, PowerRecord, ProfileRun, RunMode, Stage, ThermalSample, Throughput,
+    run_energy,
+)
+from edge.profiling.stats import summarize_stage
 
 MODEL_STAGES = (Stage.PREPROCESS, Stage.VISION, Stage.LANGUAGE, Stage.HEAD, Stage.POSTPROCESS)
+INFERENCE_STAGES = tuple(s for s in Stage if s not in TICK_STAGES)  # as the deployed loop's telemetry names them
 
 
 @dataclass
@@ -37,7 +45,8 @@ class ProfileRequest:
     ticks: int = 50
     warmup: int = 10
     cameras: list[str] = field(default_factory=list)  # NAME=SPEC or SPEC; default synthetic at the profile's size
-    arm: str = "none"  # none | sim | serial port
+    arm: str | None = None  # deployed: sim (the default) or a serial port; model-only: none
+    model_only: bool = False  # the synchronous model pipeline alone (no arm, no control rate)
     instruction: str = "pick up the object"
     set_power_mode: bool = False
     power_source: str | None = None
@@ -45,9 +54,9 @@ class ProfileRequest:
     random_weights: str | None = None  # the published model a random-weight bundle has the size of
 
 
-def peak_rss_mb() -> float:
-    """Peak resident memory of this process (VmHWM), MiB."""
-    for line in Path("/proc/self/status").read_text().splitlines():
+def peak_rss_mb(pid: int | str = "self") -> float:
+    """Peak resident memory of a process (VmHWM), MiB; this one by default."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmHWM:"):
             return int(line.split()[1]) / 1024
     import resource
@@ -82,45 +91,6 @@ def environment(profile: Profile, load_average: tuple[float, float, float] | Non
                        load_average=load_average, cpu_count=os.cpu_count())
 
 
-def _camera_specs(request: ProfileRequest, profile: Profile, names: tuple[str, ...]) -> dict[str, str]:
-    if request.cameras:
-        from drivers.camera import parse_named_specs
-
-        specs = parse_named_specs(request.cameras)
-        missing = [n for n in names if n not in specs]
-        if missing and len(specs) == len(names):
-            specs = dict(zip(names, specs.values()))
-        elif missing:
-            raise EdgeError(f"no --camera for bundle camera(s) {', '.join(missing)} (bundle cameras: {', '.join(names)})")
-        return specs
-    sizes = {c.name: c for c in profile.cameras}
-    return {n: f"synthetic:{sizes[n].width}x{sizes[n].height}@{sizes[n].fps}" if n in sizes else "synthetic" for n in names}
-
-
-@contextlib.contextmanager
-def _arm(kind: str, profile: Profile, predictor):
-    """Yield (arm, safety) or (None, None) for --arm none."""
-    if kind == "none":
-        yield None, None
-        return
-    from drivers.arm.serial_arm import SerialArm
-    from drivers.sim.sim_arm import SimArm
-    from edge.runtime.safety import SafetyLayer, SafetyLimits
-    from edge.runtime.startup import arm_requirement
-
-    with contextlib.ExitStack() as stack:
-        port = kind
-        if kind == "sim":
-            need = arm_requirement(predictor)
-            sim = SimArm(dof=need.axes - 1, space=need.action_space or "ee")
-            port = sim.start()
-            stack.callback(sim.stop)
-        arm = SerialArm(port, baud=profile.arm.baud)
-        info = arm.connect()
-        stack.callback(arm.close)
-        yield arm, SafetyLayer(SafetyLimits.combine(info, profile.arm))
-
-
 def _power_context(request: ProfileRequest, profile: Profile):
     if not request.set_power_mode:
         return contextlib.nullcontext()
@@ -136,63 +106,123 @@ def _power_context(request: ProfileRequest, profile: Profile):
     return switched_power(profile.power.mode, lock=profile.power.lock_clocks, store_path=store)
 
 
-def measure_profile(request: ProfileRequest, profile: Profile) -> ProfileRun:
-    """Run the pipeline under one profile and return its measurements."""
+def measure_profile(request: ProfileRequest, profile_ref: str,
+                    say: Callable[[str], None] = lambda line: None) -> ProfileRun:
+    """Measure the bundle under one profile (a name or a YAML path), in the request's mode."""
+    profile = load_profile(profile_ref)
+    with _power_context(request, profile):
+        if request.set_power_mode:
+            time.sleep(1.0)  # let the sensors and clocks settle after a switch
+        if request.model_only:
+            return _measure_model_only(request, profile)
+        return _measure_deployed(request, profile_ref, profile, say)
+
+
+def _measure_deployed(request: ProfileRequest, profile_ref: str, profile: Profile,
+                      say: Callable[[str], None]) -> ProfileRun:
+    """`run`'s start-up and control loop for `request.ticks` ticks at the profile's rate."""
+    from edge.device.power import PowerMonitor, choose_power_source
+    from edge.runtime.run import SIM_ARM, RunRequest, check_outcome, start_up
+
+    run_request = RunRequest(
+        bundle=request.bundle, cameras=tuple(request.cameras), arm=request.arm or SIM_ARM,
+        instruction=request.instruction, profile=profile_ref, max_ticks=request.ticks, warmup=request.warmup,
+        base=request.base, synthetic_cameras=True)
+    load_before = os.getloadavg()  # before our own processes add to it: the contention rule reads it
+    with start_up(run_request, say) as deployment:
+        loop = deployment.control_loop()
+        with PowerMonitor(choose_power_source(request.power_source)) as monitor:
+            result = deployment.drive(loop)
+        check_outcome(result.report)  # a run stopped by a fault measured nothing worth reporting
+        rss_mb = peak_rss_mb() + _model_process_rss_mb(deployment.predictor)
+    return _deployed_run(request, profile, loop.telemetry, result.report, monitor.trace, rss_mb, load_before)
+
+
+def _model_process_rss_mb(predictor) -> float:
+    pid = getattr(predictor, "pid", None)  # a ProcessPredictor's child
+    if pid is None:
+        return 0.0
+    with contextlib.suppress(OSError):
+        return peak_rss_mb(pid)
+    return 0.0
+
+
+def _deployed_run(request: ProfileRequest, profile: Profile, telemetry, report: dict, trace, rss_mb: float,
+                  load_before: tuple[float, float, float]) -> ProfileRun:
+    spans = telemetry.inference_spans()
+    if not spans:
+        raise EdgeError(f"no inference finished in {report['ticks']} ticks at {report['target_rate_hz']:g} Hz; "
+                        "profile more --ticks")
+    stages = {stage: telemetry.inference_series(stage.value).tolist() for stage in INFERENCE_STAGES}
+    stages = {stage: values for stage, values in stages.items() if values}
+    stages.update({stage: telemetry.tick_series(stage.value).tolist() for stage in TICK_STAGES})
+    power = PowerRecord.from_trace(trace)
+    energy_inf, energy_act = run_energy(power, spans, report["link"]["sent"] or None)
+    control = ControlFigures(
+        target_rate_hz=report["target_rate_hz"], achieved_rate_hz=report["achieved_rate_hz"], missed=report["missed"],
+        exec_latency_ms=report["exec_latency_ms"],
+        tick_ms={name: summarize_stage(telemetry.tick_series(name)) for name in report["tick_ms"]},
+        chunks=report["chunks"], late_targets=report["link"]["late"], holds=report["safety"]["holds"])
+    return ProfileRun(
+        profile=profile.name, mode=RunMode.DEPLOYED, expected_power_mode=profile.power.mode,
+        environment=environment(profile, load_before), control_rate_hz=profile.control.rate_hz,
+        power_budget_w=profile.power.budget_w, ticks=report["ticks"], warmup=request.warmup, stages_ms=stages,
+        throughput=Throughput(inferences_per_s=report["policy_rate_hz"], control_hz=report["achieved_rate_hz"]),
+        memory=Memory(rss_peak_mb=rss_mb, cuda_peak_mb=None),  # the model's CUDA peak is the model process's
+        power=power, inference_boundaries=spans, energy_per_inference_j=energy_inf, energy_per_action_j=energy_act,
+        thermal=ThermalSample.from_trace(trace), warnings=_known_warnings(request), control=control,
+    )
+
+
+def _measure_model_only(request: ProfileRequest, profile: Profile) -> ProfileRun:
+    """capture → predict, synchronously in this process, `warmup + ticks` times; no arm (a zero state)."""
     from drivers.camera import open_camera
     from edge.device.power import PowerMonitor, choose_power_source
-    from edge.runtime.startup import load_run_predictor
+    from edge.runtime.cameras import match_cameras
+    from edge.runtime.startup import check_instruction, load_run_predictor
 
+    if request.arm is not None:
+        raise EdgeError("--model-only measures the model without an arm; leave out --arm")
     load_before = os.getloadavg()  # before our own threads add to it: the contention rule reads it
     predictor, _ = load_run_predictor(request.bundle, base=request.base)
     profile.model.check_chunk_size(predictor.chunk_size)
+    check_instruction(predictor, request.instruction)
     names = tuple(predictor.camera_names)
-    stages: dict[Stage, list[float]] = {s: [] for s in Stage}
+    configs = match_cameras(list(request.cameras) or [f"{n}=synthetic" for n in names], names, profile)
+    stages: dict[Stage, list[float]] = {s: [] for s in (Stage.CAPTURE, *MODEL_STAGES)}
     boundaries: list[tuple[float, float]] = []
-    settle_s = 1.0 if request.set_power_mode else 0.0
+    state = np.zeros(predictor.state_dim, np.float32)
     with contextlib.ExitStack() as stack:
-        stack.enter_context(_power_context(request, profile))
-        time.sleep(settle_s)  # let the sensors and clocks settle after a switch
-        cameras = [stack.enter_context(open_camera(spec, name)) for name, spec in _camera_specs(request, profile, names).items()]
-        arm, safety = stack.enter_context(_arm(request.arm, profile, predictor))
-        state = np.asarray(arm.state().as_target(), np.float32) if arm else np.zeros(predictor.state_dim, np.float32)
-        monitor = None
-        started = time.monotonic()
+        cameras = [stack.enter_context(open_camera(config, name)) for name, config in configs]
+        monitor, started = None, time.monotonic()
         for tick in range(request.warmup + request.ticks):
             if tick == request.warmup:
                 monitor = stack.enter_context(PowerMonitor(choose_power_source(request.power_source)))
                 started = time.monotonic()
-            record = tick >= request.warmup
-            t0 = time.perf_counter()
-            frames = [cam.latest(max_age_s=1.0) for cam in cameras]
-            capture_ms = (time.perf_counter() - t0) * 1e3
             begin = time.monotonic()
-            policy_state = state[: predictor.state_dim] if state.size >= predictor.state_dim else np.zeros(predictor.state_dim, np.float32)
-            prediction = predictor.predict([f.color for f in frames], policy_state, request.instruction)
+            frames = [cam.latest(max_age_s=1.0) for cam in cameras]
+            captured = time.monotonic()
+            prediction = predictor.predict([f.color for f in frames], state, request.instruction)
             t_decode = time.perf_counter()
-            action = predictor.decoder.robot_actions(prediction.normalized[0])  # what the tick decodes
+            predictor.decoder.robot_actions(prediction.normalized[0])  # what the control tick decodes
             timings_ms = {**prediction.timings_ms, Stage.POSTPROCESS.value: (time.perf_counter() - t_decode) * 1e3}
             end = time.monotonic()
-            safety_ms, serial_ms = _act(arm, safety, action)
-            if record:
-                stages[Stage.CAPTURE].append(capture_ms)
+            if tick >= request.warmup:
+                stages[Stage.CAPTURE].append((captured - begin) * 1e3)
                 for stage in MODEL_STAGES:
                     stages[stage].append(timings_ms[stage.value])
-                if arm:
-                    stages[Stage.SAFETY].append(safety_ms)
-                    stages[Stage.SERIAL].append(serial_ms)
                 boundaries.append((begin, end))
         elapsed = time.monotonic() - started
-        trace = monitor.stop() if monitor else None
+        trace = monitor.stop()
     power = PowerRecord.from_trace(trace)
-    energy_inf, energy_act = run_energy(power, boundaries, request.ticks if arm else None)
-    env = environment(profile, load_before)
+    energy_inf, _ = run_energy(power, boundaries, None)
     return ProfileRun(
-        profile=profile.name, expected_power_mode=profile.power.mode, environment=env,
-        control_rate_hz=profile.control.rate_hz, power_budget_w=profile.power.budget_w, ticks=request.ticks,
-        warmup=request.warmup, stages_ms={s: v for s, v in stages.items() if v},
-        throughput=Throughput(inferences_per_s=request.ticks / elapsed, control_hz=request.ticks / elapsed if arm else None),
+        profile=profile.name, mode=RunMode.MODEL_ONLY, expected_power_mode=profile.power.mode,
+        environment=environment(profile, load_before), control_rate_hz=profile.control.rate_hz,
+        power_budget_w=profile.power.budget_w, ticks=request.ticks, warmup=request.warmup, stages_ms=stages,
+        throughput=Throughput(inferences_per_s=request.ticks / elapsed),
         memory=Memory(rss_peak_mb=peak_rss_mb(), cuda_peak_mb=_cuda_peak_mb()), power=power,
-        inference_boundaries=boundaries, energy_per_inference_j=energy_inf, energy_per_action_j=energy_act,
+        inference_boundaries=boundaries, energy_per_inference_j=energy_inf,
         thermal=ThermalSample.from_trace(trace), warnings=_known_warnings(request),
     )
 
@@ -205,34 +235,16 @@ def _known_warnings(request: ProfileRequest) -> list:
     return [random_weights_warning(request.random_weights)]
 
 
-def _act(arm, safety, action: np.ndarray) -> tuple[float, float]:
-    """Safety decision and one serial exchange; (safety ms, serial ms)."""
-    if arm is None:
-        return 0.0, 0.0
-    t0 = time.perf_counter()
-    state = arm.state()
-    safety.observe(state)
-    decision = safety.decide(np.asarray(action, np.float64), state)
-    t1 = time.perf_counter()
-    result = arm.send_target(decision.target)
-    if result.accepted:
-        safety.accepted(decision.target)
-    else:
-        safety.resync(state)
-    t2 = time.perf_counter()
-    return (t1 - t0) * 1e3, (t2 - t1) * 1e3
-
-
 def _cuda_peak_mb() -> float | None:
     import torch
 
     return torch.cuda.max_memory_allocated() / 2**20 if torch.cuda.is_available() else None
 
 
-def profile_bundle(request: ProfileRequest, output: Path) -> dict:
+def profile_bundle(request: ProfileRequest, output: Path, say: Callable[[str], None] = lambda line: None) -> dict:
     """Measure every requested profile, write profile.json, report.md and plots to `output`."""
-    profiles = _checked_profiles(request)
-    return _report([measure_profile(request, p) for p in profiles], output)
+    _check_request(request)
+    return _report([measure_profile(request, ref, say) for ref in request.profiles], output)
 
 
 def profile_published_model(model: str, request: ProfileRequest, output: Path,
@@ -241,17 +253,25 @@ def profile_published_model(model: str, request: ProfileRequest, output: Path,
     dimensions at that profile's precisions (built once, cached); the report says the weights are random."""
     from edge.profiling.published import published_bundle
 
+    _check_request(request)
     runs = []
-    for ref, profile in zip(request.profiles, _checked_profiles(request)):
+    for ref in request.profiles:
         bundle = published_bundle(model, ref, say)
-        runs.append(measure_profile(replace(request, bundle=bundle, random_weights=model), profile))
+        runs.append(measure_profile(replace(request, bundle=bundle, random_weights=model), ref, say))
     return _report(runs, output)
 
 
-def _checked_profiles(request: ProfileRequest) -> list[Profile]:
+def _check_request(request: ProfileRequest) -> None:
+    """Refuse a bad request before anything is measured (every profile must load)."""
     if request.ticks < 1 or request.warmup < 0:
         raise EdgeError("--ticks must be at least 1 and --warmup not negative")
-    return [load_profile(p) for p in request.profiles]
+    if request.model_only and request.arm is not None:
+        raise EdgeError("--model-only measures the model without an arm; leave out --arm")
+    if request.arm == "none":
+        raise EdgeError("profile drives run's control loop, which needs an arm: --arm sim (the emulator, the default) "
+                        "or a serial port; --model-only measures the model without one")
+    for ref in request.profiles:
+        load_profile(ref)
 
 
 def _report(runs: list[ProfileRun], output: Path) -> dict:
@@ -269,8 +289,11 @@ def _run_summary(run) -> dict:
     summaries = run.stage_summaries()
     return {
         "profile": run.profile,
+        "mode": run.mode.value,
         "ticks": run.ticks,
         "inferences_per_s": round(run.throughput.inferences_per_s, 3),
+        "control_hz": None if run.throughput.control_hz is None else round(run.throughput.control_hz, 3),
+        "target_rate_hz": run.control.target_rate_hz if run.control else None,
         "stages_ms": {s.value: {"p50": round(v.p50, 3), "p99": round(v.p99, 3)} for s, v in summaries.items()},
         "power": run.power.describe(),
         "energy_per_inference_j": run.energy_per_inference_j,

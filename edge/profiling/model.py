@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from edge.device.power import PowerTrace, energy_figures
 from edge.profiling.stats import StageSummary, summarize_stage
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: runs say their mode; a deployed run carries its control figures
 
 
 class Stage(str, Enum):
@@ -26,8 +26,20 @@ class Stage(str, Enum):
     LANGUAGE = "language"
     HEAD = "head"
     POSTPROCESS = "postprocess"
+    TRANSFER = "transfer"  # with the model in its own process: the round trip outside the model's stages
     SAFETY = "safety"
     SERIAL = "serial"
+
+
+# Stages of the control tick: one sample per control tick. Every other stage has one per inference.
+TICK_STAGES = (Stage.SAFETY, Stage.SERIAL)
+
+
+class RunMode(str, Enum):
+    """What a run measured."""
+
+    DEPLOYED = "deployed"  # `run`'s start-up and control loop at the profile's rate (the default)
+    MODEL_ONLY = "model-only"  # the synchronous model pipeline, capture → predict; no arm, no control rate
 
 
 class WarningKind(str, Enum):
@@ -74,7 +86,21 @@ class Throughput(_Model):
     """How fast the pipeline ran."""
 
     inferences_per_s: float = Field(ge=0)
-    control_hz: float | None = Field(default=None, ge=0)
+    control_hz: float | None = Field(default=None, ge=0, description="deployed: ticks achieved per second")
+
+
+class ControlFigures(_Model):
+    """A deployed run's control loop, as `run`'s cadence report gives it."""
+
+    target_rate_hz: float = Field(gt=0)
+    achieved_rate_hz: float = Field(ge=0, description="from tick start times: (ticks - 1) / span")
+    missed: int = Field(ge=0, description="tick slots skipped after overruns")
+    exec_latency_ms: float = Field(ge=0, description="actions are sent this long before they are due")
+    tick_ms: dict[str, StageSummary] = Field(description="per control-tick part: start_error, chunks, convert, "
+                                                         "safety, serial, log, work")
+    chunks: dict[str, int] = Field(description="published, admitted, stale_actions_dropped, ...")
+    late_targets: int = Field(ge=0, description="policy targets the arm confirmed after the time they were for")
+    holds: int = Field(ge=0, description="ticks that held for lack of a fresh action")
 
 
 class Memory(_Model):
@@ -138,16 +164,19 @@ class ThermalSample(_Model):
 class ProfileRun(_Model):
     """One measured run of a bundle under one deployment profile.
 
-    Every stage that ran has exactly one latency sample (ms) per measured tick, and there is one
-    (start, end) inference boundary per tick; stages that do not exist in this setup are absent.
+    There is one (start, end) boundary per measured inference; each inference stage has one
+    latency sample (ms) per inference and each tick stage (TICK_STAGES) one per measured control
+    tick. In model-only mode every tick is one inference. Stages that do not exist in this setup
+    are absent.
     """
 
     profile: str
+    mode: RunMode = RunMode.MODEL_ONLY
     expected_power_mode: str | None = Field(default=None, description="the power mode the profile asks for")
     control_rate_hz: float | None = Field(default=None, gt=0, description="the profile's control.rate_hz")
     power_budget_w: float | None = Field(default=None, gt=0, description="the profile's power.budget_w")
     environment: Environment
-    ticks: int = Field(gt=0, description="measured ticks, after warm-up")
+    ticks: int = Field(gt=0, description="measured control ticks (model-only: pipeline passes), after warm-up")
     warmup: int = Field(ge=0)
     stages_ms: dict[Stage, list[float]]
     throughput: Throughput
@@ -158,6 +187,7 @@ class ProfileRun(_Model):
     energy_per_action_j: float | None = Field(default=None, ge=0)
     thermal: list[ThermalSample] = Field(default_factory=list)
     warnings: list[MeasurementWarning] = Field(default_factory=list)
+    control: ControlFigures | None = Field(default=None, description="deployed runs only")
 
     @field_validator("stages_ms")
     @classmethod
@@ -172,11 +202,15 @@ class ProfileRun(_Model):
 
     @model_validator(mode="after")
     def _consistent_with_ticks(self) -> "ProfileRun":
+        inferences = len(self.inference_boundaries)
+        if self.mode is RunMode.MODEL_ONLY and inferences != self.ticks:
+            raise ValueError(f"{inferences} inference boundaries for {self.ticks} ticks")
+        if (self.mode is RunMode.DEPLOYED) != (self.control is not None):
+            raise ValueError("a deployed run has control figures, a model-only run none")
         for stage, samples in self.stages_ms.items():
-            if len(samples) != self.ticks:
-                raise ValueError(f"stage {stage.value} has {len(samples)} samples for {self.ticks} ticks")
-        if len(self.inference_boundaries) != self.ticks:
-            raise ValueError(f"{len(self.inference_boundaries)} inference boundaries for {self.ticks} ticks")
+            expected, per = (self.ticks, "ticks") if stage in TICK_STAGES else (inferences, "inferences")
+            if len(samples) != expected:
+                raise ValueError(f"stage {stage.value} has {len(samples)} samples for {expected} {per}")
         if any(end < start for start, end in self.inference_boundaries):
             raise ValueError("an inference boundary ends before it starts")
         if not self.power.available and (self.energy_per_inference_j is not None or self.energy_per_action_j is not None):
@@ -188,8 +222,10 @@ class ProfileRun(_Model):
         return {stage: summarize_stage(samples) for stage, samples in self.stages_ms.items()}
 
     def tick_totals_ms(self) -> list[float]:
-        """End-to-end latency of each tick: the sum of its stages."""
-        return [sum(column) for column in zip(*self.stages_ms.values())]
+        """End-to-end latency of each inference: the sum of its stages (capture → transfer), plus
+        in model-only mode the tick stages of the same pass."""
+        per_inference = [v for s, v in self.stages_ms.items() if s not in TICK_STAGES or self.mode is RunMode.MODEL_ONLY]
+        return [sum(column) for column in zip(*per_inference)]
 
     def window(self) -> tuple[float, float]:
         """(first inference start, last inference end), monotonic seconds."""
@@ -200,7 +236,7 @@ class ProfileRun(_Model):
         if not self.power.available:
             return None
         start, end = self.window()
-        return energy_figures(self.power.trace, start, end, inferences=self.ticks).mean_power_w
+        return energy_figures(self.power.trace, start, end, inferences=len(self.inference_boundaries)).mean_power_w
 
 
 def run_energy(power: PowerRecord, boundaries: list[tuple[float, float]], actions: int | None) -> tuple[float | None, float | None]:

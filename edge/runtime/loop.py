@@ -43,6 +43,9 @@ class LoopSettings:
     rate_hz: float
     ensemble_k: float = 0.01
     action_deadline_s: float = 0.5  # no action from an observation this recent → hold
+    # Serial + actuation latency: the action due at t is sent at t - exec_latency_s, and actions
+    # due before now + exec_latency_s are dropped (diffusion_policy's latency matching).
+    exec_latency_s: float = 0.0
     camera_deadline_s: float | None = None  # no new frame for this long → ESTOP (default: action deadline)
     arm_deadline_s: float | None = None  # serial timeouts for this long → ESTOP (default: action deadline)
     duration_s: float | None = None
@@ -59,6 +62,8 @@ class LoopSettings:
             raise ValueError("rate_hz must be positive")
         if not self.action_deadline_s > 0:
             raise ValueError("action_deadline_s must be positive")
+        if not 0 <= self.exec_latency_s < self.action_deadline_s:
+            raise ValueError("exec_latency_s must be at least 0 and shorter than the action deadline")
 
     @property
     def period_s(self) -> float:
@@ -176,7 +181,7 @@ class ControlLoop:
         t_convert = now()
         decision = self.safety.decide(action, self._state, hold)
         t_safety = now()
-        sent = self._drive(decision, tick)
+        sent = self._drive(decision, tick, due)
         t_serial = now()
         stages_ms = {"chunks": (t_chunks - start) * 1e3, "convert": (t_convert - t_chunks) * 1e3,
                      "safety": (t_safety - t_convert) * 1e3, "serial": (t_serial - t_safety) * 1e3}
@@ -210,14 +215,18 @@ class ControlLoop:
         counters = self.telemetry.chunks
         for chunk in chunks:
             counters.published += 1
-            self.telemetry.record_inference(chunk.timings_ms, (chunk.published_at - chunk.obs_time) * 1e3)
-            admission = self.buffer.add(chunk, self.schedule.tick_at(chunk.obs_time), tick)
+            self.telemetry.record_inference(chunk.timings_ms, chunk.obs_time, chunk.published_at)
+            # Action i is due at obs_time + i·dt and is sent exec_latency_s before that: the
+            # chunk starts at the tick nearest obs_time - exec_latency_s, and rows for ticks
+            # already past (due before now + exec_latency_s) are dropped and counted.
+            start_tick = self.schedule.tick_at(chunk.obs_time - self.settings.exec_latency_s)
+            admission = self.buffer.add(chunk, start_tick, tick)
             counters.admitted += admission.accepted
             counters.stale_actions += admission.stale_actions
             counters.rejected_non_finite += admission.rejected_non_finite
             counters.stale_chunks += not admission.accepted and not admission.rejected_non_finite
 
-    def _drive(self, decision: Decision, tick: int) -> bool:
+    def _drive(self, decision: Decision, tick: int, due: float) -> bool:
         """Send the target (or a heartbeat in a dry run), read the state. True if a target was accepted."""
         link = self.telemetry.link
         accepted = False
@@ -234,6 +243,8 @@ class ControlLoop:
                 accepted = result.accepted
                 if accepted:
                     link.accepted += 1
+                    # The action was for due + exec latency: confirmed after that, it came late.
+                    link.late += decision.hold is None and now() > due + self.settings.exec_latency_s
                     self.safety.accepted(decision.target)
                 else:
                     link.nak(result.reason.value if result.reason else "unknown")
@@ -309,6 +320,7 @@ class ControlLoop:
             "stop": stop.as_dict(),
             "shutdown": shutdown.as_dict(),
             "dry_run": self.settings.dry_run,
+            "exec_latency_ms": self.settings.exec_latency_s * 1e3,
         })
 
     def _event(self, kind: str, **fields) -> None:

@@ -7,7 +7,9 @@ Start-up, before any motion (each failure is one line and a non-zero exit):
   4. the cameras are the bundle's cameras, open, and deliver frames;
   5. the arm handshakes; its action space and DOF match the bundle; it is not faulted or
      latched in ESTOP, and stands inside the limits (arm INFO ∩ profile);
-  6. warm-up inferences (excluded from the statistics); then the plan is printed.
+  6. the execution latency (the profile's, or measured from the serial round trip); warm-up
+     inferences (excluded from the statistics); then the plan is printed.
+`start_up` is this sequence; `profile` runs it too, so it measures what `run` deploys.
 Then the loop runs until --duration, a signal (SIGINT/SIGTERM → ESTOP) or a fault (→ ESTOP).
 Whatever happens, the arm is left safe, the episode log is flushed, and devices are released.
 """
@@ -19,9 +21,9 @@ import os
 import signal
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 
@@ -29,19 +31,20 @@ from drivers.arm import ArmInfo
 from drivers.camera import Camera, open_camera
 from drivers.errors import DeviceTimeoutError
 from drivers.arm.serial_arm import SerialArm
-from edge.config import InstallSpec, Profile, load_profile
+from edge.config import InstallSpec, load_profile
 from edge.errors import EdgeError
+from edge.runtime.cameras import match_cameras
 from edge.runtime.cpus import CpuPlan, run_on
 from edge.runtime.episode_log import EpisodeLog, make_log_directory
-from edge.runtime.loop import ControlLoop, LoopSettings
+from edge.runtime.loop import ControlLoop, LoopResult, LoopSettings
+from edge.runtime.plan import build_plan, render_plan
 from edge.runtime.safety import EstopLatch, SafetyLayer, SafetyLimits, StopReason
 from edge.runtime.shutdown import ShutdownAction
 from edge.runtime.sim_process import SimArmProcess
 from edge.runtime.startup import (
     arm_requirement, check_arm, check_arm_state, check_instruction, check_rate, check_reply_time, check_watchdog,
-    load_run_predictor, plan_link_timing,
+    exec_latency_s, load_run_predictor, plan_link_timing,
 )
-from edge.runtime.cameras import match_cameras
 
 SIM_ARM = "sim"
 DEFAULT_PROFILE = "cpu-dev"
@@ -70,6 +73,7 @@ class RunRequest:
     warmup: int = WARMUP_INFERENCES
     inference_process: bool = True  # the model in a child process (False: a thread, for debugging)
     base: Path | None = None  # base VLM of a training output (default: the path its config records)
+    synthetic_cameras: bool = False  # with no `cameras`: synthetic frames at the profile's camera sizes (profile)
 
 
 def connect_arm(arm: SerialArm, attempts: int = CONNECT_ATTEMPTS) -> ArmInfo:
@@ -137,8 +141,53 @@ def run_policy(request: RunRequest, say: Callable[[str], None] = lambda line: No
 
     Raises `startup.RunRefused` (or another EdgeError / DriverError) for anything wrong before motion.
     """
-    with _service_priority(request.profile):
-        return _run_policy(request, say)
+    if request.log_dir is not None:
+        make_log_directory(request.log_dir)  # an unwritable --log is refused before the model loads
+    with start_up(request, say) as deployment:
+        plan = deployment.plan
+        log = EpisodeLog(request.log_dir).open(plan) if request.log_dir is not None else None
+        loop = deployment.control_loop(episode_log=log)
+        try:
+            result = deployment.drive(loop)
+        finally:
+            log_status = _close_log(log, getattr(loop, "result", None), plan, say)
+        return dict(result.report, plan=plan, **({"log": log_status} if log_status else {}))
+
+
+@dataclass
+class Deployment:
+    """What start-up checked and opened, ready to drive; valid inside `start_up`'s with-block."""
+
+    predictor: object
+    cameras: list[Camera]
+    arm: SerialArm
+    limits: SafetyLimits
+    settings: LoopSettings
+    instruction: str
+    plan: dict
+    signals: "SignalStop"
+    latch: EstopLatch = field(default_factory=EstopLatch)
+
+    def control_loop(self, episode_log: EpisodeLog | None = None) -> ControlLoop:
+        """The control loop over the opened devices, as `run` drives it."""
+        return ControlLoop(self.predictor, self.cameras, self.arm, SafetyLayer(self.limits), self.settings,
+                           self.instruction, latch=self.latch, episode_log=episode_log)
+
+    def drive(self, loop: ControlLoop) -> LoopResult:
+        """Run `loop`; from here on SIGINT/SIGTERM trip its ESTOP latch instead of aborting start-up."""
+        self.signals.arm(self.latch)
+        return loop.run()
+
+
+@contextlib.contextmanager
+def start_up(request: RunRequest, say: Callable[[str], None] = lambda line: None) -> Iterator[Deployment]:
+    """The one start-up path of `run` and `profile` (module docstring, steps 1-6): service priority,
+    the CPU plan with the model in its own process, the serial budget, every check before motion,
+    the measured execution latency and warm-up. Prints the plan through `say`. Everything opened
+    is released when the block ends."""
+    with _service_priority(request.profile), _cpu_plan(request) as cpus, contextlib.ExitStack() as stack:
+        signals = stack.enter_context(SignalStop())
+        yield _start(request, say, cpus, stack, signals)
 
 
 @contextlib.contextmanager
@@ -162,89 +211,87 @@ def _service_priority(profile_name: str | None):
             pass
 
 
-def _run_policy(request: RunRequest, say: Callable[[str], None]) -> dict:
-    if not request.inference_process:  # the model shares this process: no CPU split
-        return _run_policy_on(request, say, None)
+@contextlib.contextmanager
+def _cpu_plan(request: RunRequest) -> Iterator[CpuPlan | None]:
+    """Control on its own CPUs, the model process on the rest; None with the model in a thread."""
+    if not request.inference_process:
+        yield None
+        return
     cpus = CpuPlan.for_this_process()
     with run_on(cpus.control):  # cameras, worker and emulator threads started inside inherit it
-        return _run_policy_on(request, say, cpus)
+        yield cpus
 
 
-def _run_policy_on(request: RunRequest, say: Callable[[str], None], cpus: CpuPlan | None) -> dict:
+def _start(request: RunRequest, say: Callable[[str], None], cpus: CpuPlan | None, stack: contextlib.ExitStack,
+           signals: SignalStop) -> Deployment:
     profile = load_profile(request.profile) if request.profile else None
     if profile is not None:
         check_rate(request.rate_hz or profile.control.rate_hz, profile)
-    if request.log_dir is not None:
-        make_log_directory(request.log_dir)  # an unwritable --log is refused before the model loads
-    latch = EstopLatch()
-    with contextlib.ExitStack() as stack:
-        signals = stack.enter_context(SignalStop())
-        predictor, bundle_profile = load_run_predictor(
-            request.bundle, separate_process=cpus is not None,
-            torch_threads=len(cpus.model) if cpus else None, cpus=cpus.model if cpus else None, base=request.base)
-        stack.callback(getattr(predictor, "close", lambda: None))
-        if profile is None:
-            profile = load_profile(bundle_profile or DEFAULT_PROFILE)
-        rate_hz = request.rate_hz or profile.control.rate_hz
-        check_rate(rate_hz, profile)
-        profile.model.check_chunk_size(predictor.chunk_size)
-        prompt_tokens = check_instruction(predictor, request.instruction)
-        camera_configs = match_cameras(list(request.cameras), tuple(predictor.camera_names), profile)
-        need = arm_requirement(predictor)
-        cameras = [_open(stack, config, name) for name, config in camera_configs]
-        for camera in cameras:  # frames are flowing (a frame newer than the first, within the deadline)
-            first = camera.wait_newer(0, profile.control.action_deadline_s)
-            camera.wait_newer(first.frame_number, profile.control.action_deadline_s + 1.0 / camera.info.fps)
-        port = request.arm
-        if port == SIM_ARM:
-            sim_log = request.log_dir / "sim-arm.jsonl" if request.log_dir else None
-            sim = SimArmProcess(dof=need.axes - 1, space=need.action_space or "joint", log=sim_log)
-            port = sim.start()
-            stack.callback(sim.stop)
-        link_timing = plan_link_timing(rate_hz, profile.arm.baud, need.axes)
-        arm = SerialArm(port, baud=profile.arm.baud, timeout_s=link_timing.call_timeout_s, retries=SERIAL_RETRIES)
-        stack.callback(arm.close)
-        info = connect_arm(arm)
-        check_arm(info, need, predictor.state_dim)
-        check_watchdog(info, rate_hz)
-        with arm.longer_timeout(REPLY_TIME_CALL_S):
-            reply_time = arm.measure_reply_time(REPLY_TIME_BURST)
-        for warning in check_reply_time(reply_time, link_timing):
-            say(f"warning: {warning}")
-        limits = SafetyLimits.combine(info, profile.arm)
-        state = _retry_timeouts(arm.state, CONNECT_ATTEMPTS)
-        check_arm_state(state, limits, request.clear_estop)
-        if state.estop:
-            arm.clear_estop()  # asked for explicitly with --clear-estop; the arm holds until targeted
+    predictor, bundle_profile = load_run_predictor(
+        request.bundle, separate_process=cpus is not None,
+        torch_threads=len(cpus.model) if cpus else None, cpus=cpus.model if cpus else None, base=request.base)
+    stack.callback(getattr(predictor, "close", lambda: None))
+    if profile is None:
+        profile = load_profile(bundle_profile or DEFAULT_PROFILE)
+    rate_hz = request.rate_hz or profile.control.rate_hz
+    check_rate(rate_hz, profile)
+    profile.model.check_chunk_size(predictor.chunk_size)
+    prompt_tokens = check_instruction(predictor, request.instruction)
+    specs = list(request.cameras)
+    if not specs and request.synthetic_cameras:
+        specs = [f"{name}=synthetic" for name in predictor.camera_names]  # streamed at the profile's sizes
+    camera_configs = match_cameras(specs, tuple(predictor.camera_names), profile)
+    need = arm_requirement(predictor)
+    cameras = [_open(stack, config, name) for name, config in camera_configs]
+    for camera in cameras:  # frames are flowing (a frame newer than the first, within the deadline)
+        first = camera.wait_newer(0, profile.control.action_deadline_s)
+        camera.wait_newer(first.frame_number, profile.control.action_deadline_s + 1.0 / camera.info.fps)
+    port = request.arm
+    if port == SIM_ARM:
+        sim_log = request.log_dir / "sim-arm.jsonl" if request.log_dir else None
+        sim = SimArmProcess(dof=need.axes - 1, space=need.action_space or "joint", log=sim_log)
+        port = sim.start()
+        stack.callback(sim.stop)
+    link_timing = plan_link_timing(rate_hz, profile.arm.baud, need.axes)
+    arm = SerialArm(port, baud=profile.arm.baud, timeout_s=link_timing.call_timeout_s, retries=SERIAL_RETRIES)
+    stack.callback(arm.close)
+    info = connect_arm(arm)
+    check_arm(info, need, predictor.state_dim)
+    check_watchdog(info, rate_hz)
+    with arm.longer_timeout(REPLY_TIME_CALL_S):
+        reply_time = arm.measure_reply_time(REPLY_TIME_BURST)
+    for warning in check_reply_time(reply_time, link_timing):
+        say(f"warning: {warning}")
+    latency_s = exec_latency_s(profile.control.exec_latency_s, reply_time, link_timing,
+                               profile.control.action_deadline_s)
+    limits = SafetyLimits.combine(info, profile.arm)
+    state = _retry_timeouts(arm.state, CONNECT_ATTEMPTS)
+    check_arm_state(state, limits, request.clear_estop)
+    if state.estop:
+        arm.clear_estop()  # asked for explicitly with --clear-estop; the arm holds until targeted
 
-        if cpus is None:
-            reserve_a_core_for_control()
-        warmup_ms = _warm_up(predictor, cameras, np.asarray(state.as_target(), np.float32),
-                             request.instruction, request.warmup)
-        settings = LoopSettings(
-            rate_hz=rate_hz,
-            ensemble_k=profile.control.ensemble_k,
-            action_deadline_s=profile.control.action_deadline_s,
-            duration_s=request.duration_s,
-            max_ticks=request.max_ticks,
-            dry_run=request.dry_run,
-            on_shutdown=ShutdownAction(profile.arm.on_shutdown),
-            chunk_capacity=_chunk_capacity(predictor.chunk_size, rate_hz, cameras),
-        )
-        plan = _plan(request, profile, predictor, info, limits, settings, port, prompt_tokens, warmup_ms, cpus)
-        plan["serial"] = dict(link_timing.as_dict(), reply_time=reply_time.as_dict())
-        say(render_plan(plan))
-        log = None
-        if request.log_dir is not None:
-            log = EpisodeLog(request.log_dir).open(plan)
-        loop = ControlLoop(predictor, cameras, arm, SafetyLayer(limits), settings, request.instruction,
-                           latch=latch, episode_log=log)
-        signals.arm(latch)
-        try:
-            result = loop.run()
-        finally:
-            log_status = _close_log(log, getattr(loop, "result", None), plan, say)
-        return dict(result.report, plan=plan, **({"log": log_status} if log_status else {}))
+    if cpus is None:
+        reserve_a_core_for_control()
+    warmup_ms = _warm_up(predictor, cameras, np.asarray(state.as_target(), np.float32),
+                         request.instruction, request.warmup)
+    settings = LoopSettings(
+        rate_hz=rate_hz,
+        ensemble_k=profile.control.ensemble_k,
+        action_deadline_s=profile.control.action_deadline_s,
+        exec_latency_s=latency_s,
+        duration_s=request.duration_s,
+        max_ticks=request.max_ticks,
+        dry_run=request.dry_run,
+        on_shutdown=ShutdownAction(profile.arm.on_shutdown),
+        chunk_capacity=_chunk_capacity(predictor.chunk_size, rate_hz, cameras),
+    )
+    plan = build_plan(request, profile, predictor, info, limits, settings, port, prompt_tokens, warmup_ms, cpus)
+    plan["cameras"] = {name: config.spec for name, config in camera_configs}
+    plan["serial"] = dict(link_timing.as_dict(), reply_time=reply_time.as_dict())
+    plan["exec_latency"] = {"ms": round(1e3 * latency_s, 3),
+                            "source": "profile" if profile.control.exec_latency_s is not None else "measured"}
+    say(render_plan(plan))
+    return Deployment(predictor, cameras, arm, limits, settings, request.instruction, plan, signals)
 
 
 def _close_log(log: EpisodeLog | None, result, plan: dict, say: Callable[[str], None]) -> dict | None:
@@ -282,82 +329,6 @@ def _chunk_capacity(chunk_size: int, rate_hz: float, cameras) -> int:
     chunk_size ticks, so this many can cover one tick."""
     fastest = max(c.info.fps for c in cameras)
     return chunk_size * max(1, int(np.ceil(fastest / rate_hz)))
-
-
-def _plan(request, profile: Profile, predictor, info, limits: SafetyLimits, settings: LoopSettings,
-          port: str, prompt_tokens: int, warmup_ms: list[float], cpus: CpuPlan | None) -> dict:
-    return {
-        "bundle": str(request.bundle),
-        "profile": profile.name,
-        "instruction": request.instruction,
-        "prompt_tokens": prompt_tokens,
-        "max_prompt_tokens": predictor.max_prompt_tokens,
-        "rate_hz": settings.rate_hz,
-        "ensemble_k": settings.ensemble_k,
-        "chunk_size": predictor.chunk_size,
-        "head_steps": predictor.head_steps,
-        "action_deadline_s": settings.action_deadline_s,
-        "duration_s": settings.duration_s,
-        "dry_run": settings.dry_run,
-        "on_shutdown": settings.on_shutdown.value,
-        "cameras": {c: s for c, s in zip(predictor.camera_names, request.cameras)},
-        "arm": {"port": port, "firmware": info.firmware_version, "protocol": info.protocol_version,
-                "dof": info.dof, "action_space": info.action_space, "watchdog_s": info.watchdog_s},
-        "limits": limits.describe(),
-        "warmup_ms": [round(t, 2) for t in warmup_ms],
-        "niceness": os.getpriority(os.PRIO_PROCESS, 0),
-        "inference": _inference_placement(predictor, cpus),
-    }
-
-
-def _inference_placement(predictor, cpus: CpuPlan | None) -> dict:
-    pid = getattr(predictor, "pid", None)  # a ProcessPredictor's child
-    if pid is None or cpus is None:
-        return {"where": "thread"}
-    placement = {"where": "process", "pid": pid, "cpus": cpus.describe()}
-    try:
-        placement["niceness"] = os.getpriority(os.PRIO_PROCESS, pid)
-    except OSError:  # it has exited; the loop will say why
-        pass
-    return placement
-
-
-def render_plan(plan: dict) -> str:
-    """The plan as a few lines for people."""
-    arm = plan["arm"]
-    lines = [
-        f"plan: {plan['rate_hz']:g} Hz, ensemble k {plan['ensemble_k']:g}, chunk {plan['chunk_size']}, "
-        f"head K={plan['head_steps']}, deadline {1e3 * plan['action_deadline_s']:.0f} ms, profile {plan['profile']}"
-        + (" [dry run: heartbeats only]" if plan["dry_run"] else ""),
-        f"arm: {arm['dof']} DOF {arm['action_space']} on {arm['port']} (firmware {arm['firmware']}), "
-        f"on shutdown: {plan['on_shutdown']}",
-        _render_serial(plan["serial"]) if "serial" in plan else "",
-        "limits: " + ", ".join(f"{r['axis']} [{r['lower']:.3g}, {r['upper']:.3g}] step {r['max_step']:.3g}"
-                               for r in plan["limits"]),
-        f"warm-up: {len(plan['warmup_ms'])} inferences, last {plan['warmup_ms'][-1]:.1f} ms" if plan["warmup_ms"] else "",
-        _render_inference(plan["inference"]),
-    ]
-    return "\n".join(line for line in lines if line)
-
-
-def _render_serial(serial: dict) -> str:
-    reply = serial["reply_time"]
-    return (f"serial: {serial['call_timeout_ms']:.1f} ms per call ({serial['attempts_that_fit']} spec-length "
-            f"attempt(s) of {serial['target_attempt_ms']:.1f} ms fit); arm replies p50 {reply['p50_ms']:.2f} ms, "
-            f"p99 {reply['p99_ms']:.2f} ms (spec {reply['spec_ms']:g} ms)")
-
-
-def _render_inference(inference: dict) -> str:
-    if inference["where"] == "thread":
-        return "inference: in a thread of the control process"
-    nice = f", niceness {inference['niceness']}" if "niceness" in inference else ""
-    cpus = inference["cpus"]
-    return (f"inference: own process (pid {inference['pid']}{nice}) on CPUs {_cpu_list(cpus['model'])}, "
-            f"control on CPUs {_cpu_list(cpus['control'])}")
-
-
-def _cpu_list(cpus: list[int]) -> str:
-    return ",".join(str(c) for c in cpus)
 
 
 class RunStopped(EdgeError):

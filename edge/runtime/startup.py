@@ -153,6 +153,23 @@ def plan_link_timing(rate_hz: float, baud: int, axes: int) -> LinkTiming:
     return timing
 
 
+def exec_latency_s(configured: float | None, reply: ReplyTime, timing: LinkTiming, deadline_s: float) -> float:
+    """How long before its due time a tick's action must leave: the profile's
+    `control.exec_latency_s`, or, when it sets none, the tick's own work before it sends plus one
+    SET_TARGET exchange at the arm's measured reply time (p99 of the start-up burst): by then the
+    arm has confirmed the target. Actuation beyond the confirmation (servo lag) is the profile's
+    to add."""
+    latency = configured
+    if latency is None:
+        on_wire = 1 + sp.wire_size(sp.MsgType.SET_TARGET, timing.axes) + sp.wire_size(sp.MsgType.ACK, timing.axes)
+        latency = TICK_WORK_RESERVE_S + reply.p99_s + sp.transfer_s(on_wire, timing.baud)
+    if latency >= deadline_s:
+        source = "control.exec_latency_s" if configured is not None else "the measured serial round trip"
+        raise RunRefused(f"execution latency {1e3 * latency:.1f} ms ({source}) is not shorter than the action "
+                         f"deadline {1e3 * deadline_s:.0f} ms: every action would be dropped")
+    return latency
+
+
 def check_watchdog(info: ArmInfo, rate_hz: float) -> None:
     """The tick must feed the arm's watchdog as often as the spec asks (every watchdog / 3)."""
     feed_every_s = info.watchdog_s / WATCHDOG_FEEDS_PER_PERIOD

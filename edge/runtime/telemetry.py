@@ -53,6 +53,7 @@ class LinkCounters:
     accepted: int = 0
     retried: int = 0  # target frames resent (timeouts, corrupted bytes, NAK BAD_CRC)
     timeouts: int = 0
+    late: int = 0  # policy targets the arm confirmed after the time they were for (tick due + exec latency)
     naks: dict[str, int] | None = None
 
     def nak(self, reason: str) -> None:
@@ -61,7 +62,7 @@ class LinkCounters:
 
     def as_dict(self) -> dict:
         return {"sent": self.sent, "accepted": self.accepted, "retried": self.retried,
-                "timeouts": self.timeouts, "naks": dict(self.naks or {})}
+                "timeouts": self.timeouts, "late": self.late, "naks": dict(self.naks or {})}
 
 
 @dataclass
@@ -70,7 +71,7 @@ class ChunkCounters:
 
     published: int = 0
     admitted: int = 0
-    stale_actions: int = 0  # actions for ticks already past when their chunk arrived (dropped)
+    stale_actions: int = 0  # actions due before now + exec latency when their chunk arrived (dropped)
     stale_chunks: int = 0  # chunks with every action already past
     rejected_non_finite: int = 0
 
@@ -87,6 +88,7 @@ class Telemetry:
         self._ticks = {name: array("d") for name in TickTimes.names()}
         self._starts = array("d")  # monotonic start time of every tick
         self._inference = {name: array("d") for name in INFERENCE_STAGES}
+        self._inference_spans = array("d")  # (observation time, published time) of every chunk, flattened
         self.link = LinkCounters()
         self.chunks = ChunkCounters()
 
@@ -99,7 +101,10 @@ class Telemetry:
         for name in self._ticks:
             self._ticks[name].append(getattr(times, name))
 
-    def record_inference(self, timings_ms: dict[str, float], latency_ms: float) -> None:
+    def record_inference(self, timings_ms: dict[str, float], obs_time: float, published_at: float) -> None:
+        """One published chunk: its stage times and its observation → publication span (monotonic s)."""
+        self._inference_spans.extend((obs_time, published_at))
+        latency_ms = (published_at - obs_time) * 1e3
         for name in INFERENCE_STAGES:
             value = latency_ms if name == "latency" else timings_ms.get(name)
             if value is not None:
@@ -108,6 +113,15 @@ class Telemetry:
     def tick_series(self, name: str) -> np.ndarray:
         """One tick stage over the run, in milliseconds (for benchmarks and tests)."""
         return np.asarray(self._ticks[name])
+
+    def inference_series(self, name: str) -> np.ndarray:
+        """One inference stage over the run, in milliseconds, one value per chunk that reported it."""
+        return np.asarray(self._inference[name])
+
+    def inference_spans(self) -> list[tuple[float, float]]:
+        """(observation time, published time) of every chunk, monotonic seconds, in arrival order."""
+        spans = self._inference_spans
+        return [(spans[i], spans[i + 1]) for i in range(0, len(spans), 2)]
 
     def report(self, missed: int, extra: dict | None = None) -> dict:
         """The cadence report: rate, misses, per-stage percentiles, link and chunk counters.
@@ -170,10 +184,11 @@ def render_report(report: dict) -> str:
     lines.append(
         f"chunks: {chunks['published']} published, {chunks['stale_actions_dropped']} stale actions dropped, "
         f"{chunks['stale_chunks_dropped']} stale chunks, {chunks['rejected_non_finite']} rejected (NaN/Inf)"
+        + (f"; execution latency {report['exec_latency_ms']:.1f} ms" if "exec_latency_ms" in report else "")
     )
     naks = ", ".join(f"{k} {v}" for k, v in link["naks"].items()) or "none"
     lines.append(f"serial: {link['accepted']}/{link['sent']} accepted, {link['retried']} retried, "
-                 f"{link['timeouts']} timeouts, NAKs {naks}")
+                 f"{link['timeouts']} timeouts, {link['late']} confirmed late, NAKs {naks}")
     stop = report.get("stop")
     if stop:
         lines.append(f"stop: {stop['reason']}" + (f" ({stop['message']})" if stop["message"] else ""))

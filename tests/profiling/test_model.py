@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from edge.profiling import PowerRecord, ProfileRun, Stage
+from edge.profiling import ControlFigures, PowerRecord, ProfileRun, RunMode, Stage, summarize_stage
 from tests.profiling.runs import make_run
 
 
@@ -19,8 +19,24 @@ def test_stage_sample_count_must_match_ticks():
     run = make_run(ticks=30)
     stages = dict(run.stages_ms)
     stages[Stage.VISION] = stages[Stage.VISION][:-1]
-    with pytest.raises(ValidationError, match="stage vision has 29 samples for 30 ticks"):
+    with pytest.raises(ValidationError, match="stage vision has 29 samples for 30 inferences"):
         ProfileRun.model_validate(changed(run, stages_ms=stages))
+
+
+def test_a_deployed_run_counts_inference_stages_per_inference_and_tick_stages_per_tick():
+    run = make_run(ticks=30)
+    control = ControlFigures(target_rate_hz=30, achieved_rate_hz=29.9, missed=0, exec_latency_ms=2.0,
+                             tick_ms={"work": summarize_stage([0.5, 0.6])}, chunks={"published": 12}, late_targets=0,
+                             holds=3)
+    stages = {stage: samples[:12] for stage, samples in run.stages_ms.items()}  # 12 inferences in 30 ticks
+    deployed = dict(changed(run, stages_ms=stages, inference_boundaries=run.inference_boundaries[:12]),
+                    mode="deployed", control=control.model_dump())
+    valid = ProfileRun.model_validate(deployed | {"stages_ms": stages | {Stage.SERIAL: [1.0] * 30}})
+    assert valid.mode is RunMode.DEPLOYED and len(valid.tick_totals_ms()) == 12  # per inference, without serial
+    with pytest.raises(ValidationError, match="stage serial has 12 samples for 30 ticks"):
+        ProfileRun.model_validate(deployed | {"stages_ms": stages | {Stage.SERIAL: [1.0] * 12}})
+    with pytest.raises(ValidationError, match="a deployed run has control figures"):
+        ProfileRun.model_validate(deployed | {"control": None})
 
 
 def test_boundaries_must_match_ticks():

@@ -40,7 +40,7 @@ def tiny_published(monkeypatch, tmp_path):
 
 
 def test_profile_without_a_bundle_builds_once_and_says_the_weights_are_random(tiny_published, tmp_path, capsys):
-    args = ["profile", "--profile", "cpu-dev", "--ticks", "2", "--warmup", "0", "--json"]
+    args = ["profile", "--profile", "cpu-dev", "--model-only", "--ticks", "2", "--warmup", "0", "--json"]
     assert main([*args, "--output", str(tmp_path / "first")]) == 0
     first = capsys.readouterr()
     assert "[1] random tinyvla-s training output" in first.err and "done in" in first.err

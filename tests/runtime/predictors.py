@@ -102,3 +102,19 @@ class FailingConversion(Wrapped):
 class _ExplodingDecoder(_NaNDecoder):
     def robot_actions(self, normalized):
         raise RuntimeError("conversion exploded")
+
+
+class Replaying(Wrapped):
+    """Answers every inference with the first real prediction, `seconds` after being asked (sleeping,
+    as the CPU waits on an accelerator): the model's CPU load out of the way of a timing test."""
+
+    def __init__(self, inner, seconds: float):
+        super().__init__(inner)
+        self.seconds = seconds
+        self._first: Prediction | None = None
+
+    def predict(self, images, state, instruction, noise=None):
+        if self._first is None:
+            self._first = super().predict(images, state, instruction, noise)
+        time.sleep(self.seconds)
+        return self._first
