@@ -221,11 +221,14 @@ class ProfileRun(_Model):
         """Percentiles of every stage that ran."""
         return {stage: summarize_stage(samples) for stage, samples in self.stages_ms.items()}
 
+    def inference_stages_ms(self) -> dict[Stage, list[float]]:
+        """The stages with one sample per inference (capture → transfer), plus in model-only mode
+        the tick stages of the same pass; deployed, the tick stages run once per control tick."""
+        return {s: v for s, v in self.stages_ms.items() if s not in TICK_STAGES or self.mode is RunMode.MODEL_ONLY}
+
     def tick_totals_ms(self) -> list[float]:
-        """End-to-end latency of each inference: the sum of its stages (capture → transfer), plus
-        in model-only mode the tick stages of the same pass."""
-        per_inference = [v for s, v in self.stages_ms.items() if s not in TICK_STAGES or self.mode is RunMode.MODEL_ONLY]
-        return [sum(column) for column in zip(*per_inference)]
+        """End-to-end latency of each inference: the sum of its `inference_stages_ms`."""
+        return [sum(column) for column in zip(*self.inference_stages_ms().values())]
 
     def window(self) -> tuple[float, float]:
         """(first inference start, last inference end), monotonic seconds."""

@@ -123,19 +123,21 @@ def plot_latency_cdf(runs: list[ProfileRun], labels: list[str], path: Path) -> P
 
 
 def plot_tick_series(runs: list[ProfileRun], labels: list[str], path: Path) -> Path:
-    """Per run: every measured tick's latency, stacked by stage, against the control period.
+    """Per run: each measured inference's latency (capture → transfer), stacked by stage, against the
+    control period.
     Shows what a CDF hides: trends (warm-up, heating) and when the spikes came."""
     figure = _figure(10.0, 2.6 * len(runs) + 0.6)
     axes = figure.subplots(len(runs), 1, squeeze=False).ravel()
     for ax, run, label in zip(axes, runs, labels):
-        ticks = np.arange(1, run.ticks + 1)
-        names = [stage.value for stage in run.stages_ms]
-        colors = [f"C{list(Stage).index(stage)}" for stage in run.stages_ms]  # a stage keeps its colour across runs
-        ax.stackplot(ticks, *[np.asarray(v, dtype=float) for v in run.stages_ms.values()], labels=names,
-                     colors=colors, alpha=0.85)
+        stages = run.inference_stages_ms()
+        count = len(run.tick_totals_ms())
+        names = [stage.value for stage in stages]
+        colors = [f"C{list(Stage).index(stage)}" for stage in stages]  # a stage keeps its colour across runs
+        ax.stackplot(np.arange(1, count + 1), *[np.asarray(v[:count], dtype=float) for v in stages.values()],
+                     labels=names, colors=colors, alpha=0.85)
         _draw_control_periods(ax, [run], horizontal=True)
-        ax.set_xlim(1, max(run.ticks, 2))
-        _time_panel(ax, label, "measured tick", "latency (ms)")
+        ax.set_xlim(1, max(count, 2))
+        _time_panel(ax, label, "measured inference", "latency (ms)")
         ax.legend(fontsize="x-small", loc="upper left", bbox_to_anchor=(1.0, 1.0))
     figure.savefig(path)
     return path
