@@ -65,7 +65,7 @@ def test_profile_without_a_bundle_builds_once_and_says_the_weights_are_random(ti
 
 def test_unknown_model_and_bundle_with_model_are_one_line_errors(tiny_output, tmp_path, capsys):
     assert main(["profile", "--profile", "cpu-dev", "--model", "tinyvla-xl", "--output", str(tmp_path / "r")]) == 1
-    assert capsys.readouterr().err.strip() == (
-        "error: unknown model 'tinyvla-xl': choose one of tinyvla-s, tinyvla-b, tinyvla-h")
+    assert capsys.readouterr().err.strip() == ("error: 'tinyvla-xl' is not one of 'tinyvla-s', 'tinyvla-b', "
+                                              "'tinyvla-h'. (option '--model'; see tinyvla-edge profile -h)")
     assert main(["profile", str(tiny_output), "--profile", "cpu-dev", "--model", "tinyvla-s"]) == 1
     assert capsys.readouterr().err.strip() == "error: pass either a BUNDLE or --model, not both"
