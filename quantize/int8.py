@@ -20,7 +20,8 @@ CALIBRATION_METHODS = ("minmax", "percentile", "entropy")
 QUANTIZED_OPS = ["MatMul", "Gemm", "Conv"]
 # What every int8 model of this toolkit is; recorded in manifests and used to invalidate caches.
 RECIPE = {"format": "QDQ", "activations": "int8 symmetric per-tensor", "weights": "int8 symmetric per-channel",
-          "quantized_ops": QUANTIZED_OPS, "dedicated_qdq_pairs": True, "gemm_output": "float"}
+          "quantized_ops": QUANTIZED_OPS, "dedicated_qdq_pairs": True, "gemm_output": "float",
+          "ranges_from": "every calibration frame"}
 
 
 class _Reader:
@@ -71,9 +72,8 @@ def quantize_static_qdq(
              "OpTypesToExcludeOutputQuantization": ["Gemm"]}
     if method == "percentile":
         extra["CalibPercentile"] = 99.999
-    elif method == "minmax":
-        # Merge min/max every few frames instead of holding every frame's activations (memory).
-        extra["CalibMaxIntermediateOutputs"] = 4
+    # No CalibMaxIntermediateOutputs: onnxruntime (1.32) clears the held frames every N without
+    # merging their ranges, so only the last n mod N frames would calibrate (n = kN: "No data").
     import contextlib
     import io
     import logging

@@ -9,8 +9,8 @@ from pathlib import Path
 # Enough to produce a K-step head of the right shape; distilling random weights buys nothing (so
 # the bundle is written whatever its fidelity: only its latency and power are measured).
 DISTILL_ITERATIONS = 1
-# Min/max ranges, merged every few frames: the percentile calibrator keeps every activation of every
-# frame for its histograms, which for CLIP-L/336 ran this 24 GB machine out of memory (TinyVLA-S).
+# Min/max ranges: the percentile calibrator also builds histograms of every activation of every
+# frame, which for CLIP-L/336 ran this 24 GB machine out of memory (TinyVLA-S).
 CALIBRATION_METHOD = "minmax"
 
 

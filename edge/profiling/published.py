@@ -26,7 +26,10 @@ from edge.policy.config import LanguageConfig, PolicyConfig
 from edge.profiling.model import MeasurementWarning, WarningKind
 
 DEFAULT_MODEL = "tinyvla-s"
-CALIBRATION_FRAMES = 8
+# Random weights need ranges of the right magnitude, not a representative set; each calibration
+# frame's activations are held until the ranges are computed (CLIP-L/336: GBs per frame), and the
+# quantization stage holds back 2 frames for its fidelity check, so 3 calibrate.
+CALIBRATION_FRAMES = 5
 # Pythia's public configs: (hidden, layers, heads, MLP width); vocab 50304 for all three.
 PUBLISHED_LANGUAGE = {
     "tinyvla-s": (512, 6, 8, 2048),  # Pythia-70M
@@ -95,7 +98,7 @@ def published_bundle(model: str, profile_ref: str, say: Callable[[str], None] = 
     training = _cached(root / "training-output", lambda d: steps.run(
         f"random {model} training output ({_parameters(config)})", lambda: _write_training_output(d, config)),
         say, f"{model} random weights")
-    key = _digest(profile.model_dump_json() + _builder.recipe())
+    key = _digest(profile.model_dump_json() + _builder.recipe() + f"-frames{CALIBRATION_FRAMES}")
     bundle_root = _cached(root / f"bundle-{profile.name}-{key}", lambda d: _build_bundle(
         training / "llava_pythia_lora_random", profile, profile_ref, d, steps), say, f"{model} bundle for {profile.name}")
     return bundle_root / "bundle"
