@@ -201,6 +201,8 @@ def bundle_facts(manifest: Manifest) -> dict:
         "camera_names": manifest.camera_names,
         "max_prompt_tokens": manifest.prompt.max_prompt_tokens,
         "components": {k: v.model_dump(exclude={"quantization", "export"}) for k, v in manifest.components.items()},
+        "head_engine": {"engine": manifest.head.engine, "precision": manifest.head.precision,
+                        "fidelity": manifest.head.fidelity},
         "head_sampling": {"steps": manifest.head.steps, "teacher_steps": manifest.head.teacher_steps,
                           "distilled": manifest.head.distilled, "method": manifest.head.method,
                           "timesteps": manifest.head.sampler.timesteps},

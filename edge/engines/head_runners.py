@@ -53,7 +53,8 @@ class CudaGraphHead:
         self.sampler = sampler
         cfg = head.cfg
         with torch.inference_mode():
-            self.step_features = head.step_features(sampler.timesteps).to(self.device, dtype)
+            timesteps = sampler.timesteps.to(head.combine.weight.device)
+            self.step_features = head.step_features(timesteps).to(self.device, dtype)
             self.cond = torch.zeros((1, head.combine.out_features), device=self.device, dtype=dtype)
             self.noise = torch.zeros((1, cfg.chunk_size, cfg.action_dim), device=self.device, dtype=dtype)
             self.out = self._capture()
