@@ -66,7 +66,7 @@ def int8_head(head, cond_dim: int, repeats: int, step_ms_fp32: float) -> dict:
     with tempfile.TemporaryDirectory() as tmp, torch.inference_mode():
         # One network for both schedules: calibrated on the union of their steps' inputs.
         both = DDIMSampler(sorted({*samplers[2].timesteps.tolist(), *samplers[10].timesteps.tolist()}, reverse=True))
-        export_int8_network(head, both, calibration, Path(tmp))
+        export_int8_network(head, both, calibration, Path(tmp), noises_per_condition=2)
         row = HEAD_ENGINES[("onnxruntime-cpu", "int8")]
         runners = {k: load_head(row, head, s, Path(tmp) / "head.int8.onnx") for k, s in samplers.items()}
         net = runners[10].network

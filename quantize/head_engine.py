@@ -76,7 +76,7 @@ def network_inputs(head: ConditionalUnet1D, sampler: DDIMSampler, conditions: to
 
 
 def export_int8_network(head: ConditionalUnet1D, sampler: DDIMSampler, conditions: torch.Tensor, out: Path,
-                        method: str = "percentile") -> dict:
+                        method: str = "percentile", noises_per_condition: int = NOISES_PER_CONDITION) -> dict:
     """Write `out/head.int8.onnx` calibrated on `conditions`; returns its manifest fields."""
     from quantize.int8 import quantize_static_qdq
     from quantize.onnx_export import EXPORT_RECIPE, export_onnx
@@ -87,12 +87,13 @@ def export_int8_network(head: ConditionalUnet1D, sampler: DDIMSampler, condition
     fp32 = out / "head.fp32.onnx"
     export_onnx(NoiseNetwork(head), args, fp32, list(NETWORK_INPUTS), ["eps"])
     try:
-        quantization = quantize_static_qdq(fp32, out / NETWORK_FILE, network_inputs(head, sampler, conditions), method)
+        quantization = quantize_static_qdq(fp32, out / NETWORK_FILE, network_inputs(head, sampler, conditions, noises_per_condition),
+                                           method)
     finally:
         for path in (fp32, fp32.with_name(fp32.name + ".data")):
             path.unlink(missing_ok=True)
     quantization["calibrated_on"] = (f"the fp32 sampler's inputs at timesteps {sampler.timesteps.tolist()}, "
-                                     f"{len(conditions)} conditions x {NOISES_PER_CONDITION} noises")
+                                     f"{len(conditions)} conditions x {noises_per_condition} noises")
     return {"network_file": NETWORK_FILE, "export": EXPORT_RECIPE, "quantization": quantization}
 
 
