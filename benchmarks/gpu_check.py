@@ -220,35 +220,19 @@ def head_eager(work: Workload, check: Check, steps: int, dtype: torch.dtype, rep
 
 
 def head_graph(work: Workload, check: Check, steps: int, dtype: torch.dtype, repeats: int) -> tuple[dict, torch.Tensor]:
-    """The K-step loop (the toolkit's sampler, same timesteps and arithmetic) captured once as a
-    CUDA graph; each replay copies in the new condition and noise first, as a robot loop would."""
-    head = copy.deepcopy(work.head).to(dtype)
-    sampler = sampler_for(steps)
-    static_cond, static_noise = work.condition.to(dtype).clone(), work.noise.to(dtype).clone()
-    with torch.inference_mode():
-        feats = head.step_features(sampler.timesteps.to(work.device))
+    """The toolkit's CUDA head engine (`edge.engines.head_runners.CudaGraphHead`, what a bundle
+    whose head is torch fp16/bf16 runs): the K-step loop (the toolkit's sampler, same timesteps and
+    arithmetic) captured once; each call copies in the condition and noise and replays, as a robot
+    loop would, and returns the chunk on the host."""
+    from edge.engines.head_runners import CudaGraphHead
 
-        def chunk():
-            return sampler.sample(lambda i, x: head.denoise(x, feats[i : i + 1], static_cond), static_noise)
+    precision = {torch.float16: "fp16", torch.bfloat16: "bf16"}[dtype]
+    runner = CudaGraphHead(work.head, sampler_for(steps), precision, work.device)
 
-        side = torch.cuda.Stream()
-        side.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(side):  # warm-up off the capture stream, as torch's docs require
-            for _ in range(3):
-                chunk()
-        torch.cuda.current_stream().wait_stream(side)
-        graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):
-            static_out = chunk()
-        cond, noise = work.condition.to(dtype), work.noise.to(dtype)
+    def replay():
+        return runner(work.condition, work.noise)
 
-        def replay():
-            static_cond.copy_(cond)
-            static_noise.copy_(noise)
-            graph.replay()
-            return static_out
-
-        return check.time(replay, repeats), replay().clone()
+    return check.time(replay, repeats), replay()
 
 
 def head_rows(work: Workload, check: Check, repeats: int, gpu_reason: str | None) -> None:

@@ -6,7 +6,13 @@ Also reports the sampler's per-step overhead relative to a bare UNet forward (ta
 and each step's time as a multiple of this machine's memory-read floor: at batch 1 a step reads
 all 72.8M fp32 parameters (291 MB), so weight bytes / read bandwidth bounds it from below.
 
-    python benchmarks/head_latency.py [--repeats N] [--json]
+The int8 head (`onnxruntime-cpu` engine: the noise network exported to ONNX, QDQ int8, calibrated
+on the fp32 sampler's own inputs at DDIM-10 and the trailing K=2 schedule) is timed per step next
+to the fp32 torch step, with its fidelity: the chunk vs the fp32 head on the same condition and
+noise, normalized RMSE (target ≤ 0.01). Random weights: the figures are latency-true, and the
+fidelity of a random head is a pessimistic proxy (its x0 estimates sit near the ±1 clip).
+
+    python benchmarks/head_latency.py [--repeats N] [--no-ddpm] [--no-int8] [--json]
 """
 
 from __future__ import annotations
@@ -45,10 +51,40 @@ def ddpm_chunk(head, cond, noise, steps: int = 100):
     return x
 
 
+def int8_head(head, cond_dim: int, repeats: int, step_ms_fp32: float) -> dict:
+    """Export and quantize the head's network (calibrated on random conditions through the fp32
+    sampler), then time one step and measure the chunk fidelity at K = 2 and 10."""
+    import tempfile
+
+    from edge.engines.table import HEAD_ENGINES, load_head
+    from quantize.head_engine import export_int8_network, head_fidelity
+
+    g = torch.Generator().manual_seed(11)
+    calibration = torch.randn(4, cond_dim, generator=g)
+    held_out = torch.randn(4, cond_dim, generator=g)
+    samplers = {2: DDIMSampler(trailing_timesteps(2)), 10: DDIMSampler.leading(10)}
+    with tempfile.TemporaryDirectory() as tmp, torch.inference_mode():
+        # One network for both schedules: calibrated on the union of their steps' inputs.
+        both = DDIMSampler(sorted({*samplers[2].timesteps.tolist(), *samplers[10].timesteps.tolist()}, reverse=True))
+        export_int8_network(head, both, calibration, Path(tmp), noises_per_condition=2)
+        row = HEAD_ENGINES[("onnxruntime-cpu", "int8")]
+        runners = {k: load_head(row, head, s, Path(tmp) / "head.int8.onnx") for k, s in samplers.items()}
+        net = runners[10].network
+        x, feats = torch.randn(1, 16, 10), head.step_features(torch.tensor([50]))
+        step_ms = median_ms(lambda: net(x, feats, held_out[:1]), repeats * 4)
+        fidelity = {k: head_fidelity(r, head, samplers[k], held_out) for k, r in runners.items()}
+        chunk_ms = {k: median_ms(lambda r=r: r(held_out[:1], x), repeats) for k, r in runners.items()}
+    return {"step_ms": step_ms, "speedup_vs_fp32_step": step_ms_fp32 / step_ms, "chunk_ms": chunk_ms,
+            "action_nrmse": {k: f["action_nrmse"] for k, f in fidelity.items()},
+            "action_max_abs": {k: f["action_max_abs"] for k, f in fidelity.items()}}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--no-ddpm", action="store_true", help="skip the slow 100-step DDPM row")
+    parser.add_argument("--no-int8", action="store_true", help="skip the int8 head (its export takes a minute)")
     args = parser.parse_args()
     torch.manual_seed(0)
     head = ConditionalUnet1D(512, HeadConfig()).eval()
@@ -66,10 +102,14 @@ def main() -> None:
             feats = head.step_features(sampler.timesteps)
             results[f"ddim{k}"] = median_ms(
                 lambda: sampler.sample(lambda i, x: head.denoise(x, feats[i : i + 1], cond), noise), args.repeats)
-        results["ddpm100"] = median_ms(lambda: ddpm_chunk(head, cond, noise), max(1, args.repeats // 3), warmup=1)
+        if not args.no_ddpm:
+            results["ddpm100"] = median_ms(lambda: ddpm_chunk(head, cond, noise), max(1, args.repeats // 3), warmup=1)
+    int8 = None if args.no_int8 else int8_head(head, cond.shape[1], args.repeats, bare)
+    if int8:
+        results |= {f"int8 ddim{k}": ms for k, ms in int8["chunk_ms"].items()}
 
     overhead = (results["ddim10"] / 10 - bare) / bare
-    rows = [[name, f"{ms:.1f}", f"{results['ddim10'] / ms:.2f}x", f"{ms / int(name.strip('ddimp')) / floor_ms:.2f}"]
+    rows = [[name, f"{ms:.1f}", f"{results['ddim10'] / ms:.2f}x", f"{ms / int(name.split('ddim')[-1].strip('dpm')) / floor_ms:.2f}"]
             for name, ms in results.items()]
     payload = {
         "machine": {"threads": torch.get_num_threads()},
@@ -79,12 +119,16 @@ def main() -> None:
         "sampler_overhead_per_step": overhead,
         "chunk_ms": results,
         "speedup_vs_ddim10": {k: results["ddim10"] / v for k, v in results.items()},
-        "speedup_ddim2_vs_ddpm100": results["ddpm100"] / results["ddim2"],
+        "speedup_ddim2_vs_ddpm100": results["ddpm100"] / results["ddim2"] if "ddpm100" in results else None,
+        "int8_head": int8,
     }
+    int8_line = "" if not int8 else (
+        f"; int8 step {int8['step_ms']:.1f} ms = {int8['speedup_vs_fp32_step']:.2f}x the fp32 step, chunk nRMSE vs fp32 "
+        + ", ".join(f"K={k} {v:.4f}" for k, v in int8["action_nrmse"].items()) + " (target <= 0.01)")
     print_table(
         f"TinyVLA-S head ({params / 1e6:.1f}M params), batch 1, {torch.get_num_threads()} threads; "
         f"bare UNet step {bare:.1f} ms = {bare / floor_ms:.2f}x the memory floor ({floor_ms:.1f} ms); "
-        f"sampler overhead {overhead * 100:+.1f}% per step",
+        f"sampler overhead {overhead * 100:+.1f}% per step{int8_line}",
         ["sampler", "ms/chunk", "speedup vs DDIM-10", "step / floor"], rows, args.json, payload)
 
 

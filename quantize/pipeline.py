@@ -134,11 +134,32 @@ def _feeds(policy: Policy, observations: list[Observation], budget: int, stage: 
     return vision_feeds, language_feeds
 
 
-def _head_entry(policy: Policy, steps: int, out: Path, head_state: dict, distill: dict | None, sampler: DDIMSampler) -> dict:
+def _head_entry(policy: Policy, steps: int, out: Path, head_state: dict, distill: dict | None, sampler: DDIMSampler,
+                plan: dict | None = None) -> dict:
+    """Write the head and return its manifest entry. `plan` (`_head_plan`) applies the profile's
+    `model.head` engine and precision (an int8 network, the fidelity figure); None writes the fp32
+    torch head, the stand-in that distillation starts from."""
+    from edge.policy.head import ConditionalUnet1D
+    from quantize.head_engine import head_engine_fields
+
     save_file({f"embed_out.{k}": v.contiguous() for k, v in head_state.items()}, str(out / HEAD_WEIGHTS))
-    return {"file": HEAD_WEIGHTS, "steps": steps, "teacher_steps": policy.config.inference_steps,
-            "distilled": distill is not None, "method": distill.get("method") if distill else None,
-            "sampler": sampler.describe()}
+    entry = {"file": HEAD_WEIGHTS, "steps": steps, "teacher_steps": policy.config.inference_steps,
+             "distilled": distill is not None, "method": distill.get("method") if distill else None,
+             "sampler": sampler.describe()}
+    if plan is None:
+        return entry
+    head = ConditionalUnet1D(policy.config.language.hidden_size, policy.config.head)
+    head.load_state_dict(head_state)
+    return entry | head_engine_fields(policy, head.eval(), sampler, out=out, **plan)
+
+
+def _head_plan(prof: Profile, calibrate_on: list[Observation], held_out: list[Observation], method: str) -> dict:
+    """What `_head_entry` needs to apply the profile's head engine (checked here: one line naming
+    the head engines when the table has no row for it)."""
+    from quantize.head_engine import profile_head
+
+    profile_head(prof.model.head)
+    return {"spec": prof.model.head, "calibrate_on": calibrate_on, "held_out": held_out, "method": method}
 
 
 class QuantizeTerminated(EdgeError):
@@ -220,7 +241,7 @@ def _quantize(checkpoint, prof, specs, output, base, calibration, calibration_re
             raise EdgeError(f"--head-steps must be between 1 and the teacher's {policy.config.inference_steps}, got {steps}")
         names = camera_names(prof, policy)
         resolution = {c.name: (c.height, c.width) for c in prof.cameras}
-        wants_int8 = any(s.precision == "int8" for s in specs.values())
+        wants_int8 = any(s.precision == "int8" for s in [*specs.values(), prof.model.head])
         calib = _calibration(policy, names, resolution, calibration, calibration_recording, calibration_frames)
         if wants_int8 and calib is None:
             raise EdgeError("int8 needs calibration frames: pass --calibration DIR or --calibration-recording FILE "
@@ -325,6 +346,7 @@ def make_readable(bundle: Path) -> None:
 
 def _build(policy, prof, specs, steps, names, resolution, calibrate_on, held_out, budget, tmp, method,
            distill_iterations, stages, checkpoint, calib, fidelity_source, gate) -> dict:
+    head_plan = _head_plan(prof, calibrate_on, held_out, method)  # refuses a head engine the table lacks, first
     net = policy.network
     vision, language = VisionComponent(net).eval(), LanguageComponent(net).eval()
     prefix, suffix, _ = split_prompt(policy.tokenizer.encode_instruction("x"), IMAGE_TOKEN_INDEX, budget, policy.config.pad_token_id)
@@ -366,13 +388,15 @@ def _build(policy, prof, specs, steps, names, resolution, calibrate_on, held_out
         "prompt": {"prefix_ids": prefix, "max_prompt_tokens": budget, "pad_token_id": cfg.pad_token_id,
                    "template": "pythia conv + ' <|endoftext|>'"},
         "components": components,
-        "head": _head_entry(policy, teacher.steps, tmp, head_state, None, teacher),
+        "head": _head_entry(policy, teacher.steps, tmp, head_state, None, teacher,
+                            head_plan if steps == teacher.steps else None),
     }
     write_manifest(tmp, manifest)
     distill_info = None
     if steps != teacher.steps:
         with stages.stage("distillation") as stage:
-            distill_info = _distill_into(policy, tmp, manifest, steps, calibrate_on or held_out, distill_iterations, stage)
+            distill_info = _distill_into(policy, tmp, manifest, steps, calibrate_on or held_out, distill_iterations, stage,
+                                         head_plan)
     else:
         stages.skip("distillation", f"the head keeps the teacher's {teacher.steps} steps")
     from quantize.fidelity import measure_fidelity
@@ -395,7 +419,7 @@ def _build(policy, prof, specs, steps, names, resolution, calibrate_on, held_out
             "camera_names": names}
 
 
-def _distill_into(policy, tmp, manifest, steps, observations, iterations, stage: Stage) -> dict:
+def _distill_into(policy, tmp, manifest, steps, observations, iterations, stage: Stage, head_plan=None) -> dict:
     """Distill the head to `steps` on conditions from the bundle's (quantized) backbone."""
     try:
         from quantize.distill import distill_head
@@ -410,7 +434,7 @@ def _distill_into(policy, tmp, manifest, steps, observations, iterations, stage:
                           progress=stage, **kwargs)
     info = result.to_manifest()
     sampler = DDIMSampler(result.timesteps, policy.config.train_timesteps)
-    manifest["head"] = _head_entry(policy, steps, tmp, result.head.state_dict(), info, sampler)
+    manifest["head"] = _head_entry(policy, steps, tmp, result.head.state_dict(), info, sampler, head_plan)
     write_manifest(tmp, manifest)
     stage.note(f"{result.method}, {policy.config.inference_steps} → {steps} steps")
     return info

@@ -20,8 +20,10 @@ def write_report(directory: Path, manifest: dict) -> Path:
     ]
     for name, c in manifest["components"].items():
         lines.append(f"| {name} | {c['engine']} | {c['precision']} | `{c['file']}` |")
-    lines.append(f"| head | torch | fp32 | `{head['file']}` ({head['steps']} DDIM steps, timesteps {head['sampler']['timesteps']}"
+    lines.append(f"| head | {head.get('engine', 'torch')} | {head.get('precision', 'fp32')} | `{head.get('network_file') or head['file']}` "
+                 f"({head['steps']} DDIM steps, timesteps {head['sampler']['timesteps']}"
                  f"{', distilled: ' + str(head['method']) if head['distilled'] else ', teacher'}) |")
+    lines += _head_fidelity_lines(head.get("fidelity"))
     lines += [
         "",
         f"## Fidelity vs the fp32 policy ({f.get('observations', 0)} held-out observations from {f.get('held_out_from', '?')})",
@@ -54,3 +56,13 @@ def _gate_rows(gate: dict | None) -> list[str]:
     if gate is None:
         return []
     return [f"| fidelity gate | {gate_line(gate)} |"]
+
+
+def _head_fidelity_lines(fidelity: dict | None) -> list[str]:
+    """The head engine's own figure: its chunk vs the fp32 head on the same condition and noise."""
+    if not fidelity:
+        return []
+    if "action_nrmse" not in fidelity:
+        return ["", f"Head engine fidelity: not measured ({fidelity.get('reason', '?')})."]
+    return ["", f"Head engine fidelity vs the fp32 head ({fidelity['chunks']} chunks, same condition and noise): normalized "
+                f"action RMSE {fidelity['action_nrmse']:.5f} (target <= {fidelity['target']}), max abs {fidelity['action_max_abs']:.5f}."]

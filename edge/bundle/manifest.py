@@ -15,7 +15,7 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from edge.engines.table import ENGINES, engine_name, file_kind
+from edge.engines.table import ENGINES, ONNX, engine_name, file_kind, head_engine
 from edge.errors import BundleError, first_invalid_field
 
 SCHEMA_VERSION = 1
@@ -104,14 +104,30 @@ class HeadEntry(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    file: BundlePath
-    engine: Literal["torch"] = "torch"
-    precision: Literal["fp32", "fp16", "bf16"] = "fp32"
+    file: BundlePath  # torch weights: condition front-end, step embedding, fp32 network
+    engine: str = "torch"  # with precision, a row of edge.engines.table.HEAD_ENGINES
+    precision: Literal["fp32", "fp16", "bf16", "int8"] = "fp32"
+    network_file: BundlePath | None = None  # the noise-prediction network, for ONNX head engines
     steps: int
     teacher_steps: int
     distilled: bool
     method: str | None = None
     sampler: SamplerEntry
+    export: dict | None = None
+    quantization: dict | None = None
+    fidelity: dict | None = None  # this head's chunk vs the fp32 head (same condition and noise)
+
+    @model_validator(mode="after")
+    def _engine_runs_head(self) -> "HeadEntry":
+        """A head engine of the table at this precision, with its network file when it needs one."""
+        row = head_engine(self.engine, self.precision)
+        self.engine = row.engine
+        if (row.file_kind == ONNX) != (self.network_file is not None):
+            raise ValueError(f"engine {row.engine} {row.precision} " + (
+                "needs a network_file (.onnx)" if row.file_kind == ONNX else "takes no network_file"))
+        if self.network_file is not None and file_kind(self.network_file) != ONNX:
+            raise ValueError(f"network_file '{self.network_file[:80]}' is not an .onnx file")
+        return self
 
 
 class Manifest(BaseModel):
@@ -137,6 +153,8 @@ class Manifest(BaseModel):
     def _files_are_hashed(self) -> "Manifest":
         """Every file a loader opens is in the hashed set."""
         named = {f"components.{k}.file": c.file for k, c in self.components.items()} | {"head.file": self.head.file}
+        if self.head.network_file is not None:
+            named["head.network_file"] = self.head.network_file
         for where, rel in named.items():
             if rel not in self.files:
                 raise ValueError(f"{where} '{rel}' is not in the hashed files list")
@@ -183,6 +201,8 @@ def bundle_facts(manifest: Manifest) -> dict:
         "camera_names": manifest.camera_names,
         "max_prompt_tokens": manifest.prompt.max_prompt_tokens,
         "components": {k: v.model_dump(exclude={"quantization", "export"}) for k, v in manifest.components.items()},
+        "head_engine": {"engine": manifest.head.engine, "precision": manifest.head.precision,
+                        "fidelity": manifest.head.fidelity},
         "head_sampling": {"steps": manifest.head.steps, "teacher_steps": manifest.head.teacher_steps,
                           "distilled": manifest.head.distilled, "method": manifest.head.method,
                           "timesteps": manifest.head.sampler.timesteps},

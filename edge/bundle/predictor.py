@@ -15,6 +15,7 @@ import torch
 from edge.bundle.manifest import BACKBONE_WEIGHTS, TOKENIZER, ComponentEntry, Manifest
 from edge.bundle.verify import VerifiedBundle, open_verified
 from edge.engines.table import ENGINES, ONNX, builder_stand_in, load_onnx, load_torch, require
+from edge.engines.table import head_builder_stand_in, head_engine, load_head, require_head
 from edge.errors import BundleError, EdgeError
 from edge.policy.actions import ActionDecoder
 from edge.policy.components import split_prompt, suffix_length
@@ -30,7 +31,7 @@ def check_engines(manifest: Manifest) -> None:
     """Every engine the manifest names must be able to run here (one line naming what is missing)."""
     for name, comp in manifest.components.items():
         require(comp.engine, name)
-    require(manifest.head.engine, "head")
+    require_head(manifest.head.engine, manifest.head.precision)
 
 
 def _load_state(bundle: VerifiedBundle, rel: str, prefix: str) -> dict[str, torch.Tensor]:
@@ -119,6 +120,7 @@ class BundlePredictor:
         except RuntimeError as e:  # missing, unexpected or mis-shaped keys
             raise BundleError(f"{manifest.head.file}: does not match the config: {str(e).splitlines()[0][:200]}") from e
         self.head.eval()
+        self.head_runner = _head_runner(bundle, self.head, self.sampler, builder)
         needs_torch = any(ENGINES[c.engine].file_kind != ONNX for c in manifest.components.values())
         vision_mod, language_mod = _torch_backbone(bundle, cfg) if needs_torch else (None, None)
         cams, s, tokens = cfg.num_cameras, cfg.vision.image_size, cfg.image_tokens
@@ -165,22 +167,27 @@ class BundlePredictor:
         with torch.inference_mode():
             return self.head.encode_condition(hidden.to(weight.device, weight.dtype), states.to(weight.device), mask)
 
-    def run_head(self, cond: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
-        """The K-step DDIM head from `noise` [1, T, A] under `cond`: the normalized chunk, on the
-        head's device. The one place the head runs (an engine for the head plugs in here)."""
-        step_features = self._step_features
-        return self.sampler.sample(lambda i, x: self.head.denoise(x, step_features[i : i + 1], cond), noise)
-
     @torch.inference_mode()
     def predict(self, images, state, instruction, noise=None) -> Prediction:
         watch = Stopwatch()
         cond = self.condition(images, state, instruction, watch)
         if noise is None:
             noise = torch.randn((1, self.chunk_size, self.action_dim), generator=self._generator)
-        x = self.run_head(cond, torch.as_tensor(noise, dtype=torch.float32).to(cond.device))
+        x = self.head_runner(cond, torch.as_tensor(noise, dtype=torch.float32).to(cond.device))
         normalized = x[0].float().cpu().numpy()  # the one conversion to the host, after the last stage
         watch.lap("head")
         return Prediction(normalized, watch.times)
+
+
+def _head_runner(bundle: VerifiedBundle, head: ConditionalUnet1D, sampler: DDIMSampler, builder: bool):
+    """The head's K-step loop on the engine its manifest entry names (`edge.engines.table.load_head`);
+    `builder`: the workstation's stand-in (`head_builder_stand_in`)."""
+    entry = bundle.manifest.head
+    row = head_engine(entry.engine, entry.precision)
+    if builder:
+        row = head_builder_stand_in(row)
+    network = bundle.read(entry.network_file) if row.file_kind == ONNX else None
+    return load_head(row, head, sampler, network, entry.network_file or entry.file)
 
 
 def _tokenizer_bytes(bundle: VerifiedBundle) -> bytes:

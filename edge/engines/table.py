@@ -207,3 +207,67 @@ def load_torch(name: str, module, precision: str, example_inputs, weights_sha256
 
         return TorchRunner(to_llm_int8(module, component), "fp16")
     raise BundleError(f"{component}: engine {name} does not run torch modules")
+
+
+# The diffusion head: one row per (engine, precision) that runs its K-step DDIM loop. The sampler
+# is always the verified one (same timesteps and arithmetic); the engine runs the noise-prediction
+# network (`ConditionalUnet1D.denoise`). The head's torch weights (`head.safetensors`: condition
+# front-end, step embedding, fp32 network) are in every bundle; ONNX heads add the network file.
+@dataclass(frozen=True)
+class HeadEngine:
+    """One way to run the head: the engine of `ENGINES`, its precision, the network's file kind."""
+
+    engine: str
+    precision: str
+    file_kind: str  # SAFETENSORS: the torch weights; ONNX: a separate network graph
+    runs: str
+    probe: Callable[[], Probe]
+
+
+HEAD_ENGINES: dict[tuple[str, str], HeadEngine] = {(h.engine, h.precision): h for h in (
+    HeadEngine("torch", "fp32", SAFETENSORS, "torch eager on the CPU", _TORCH),
+    HeadEngine("torch", "fp16", SAFETENSORS, "torch fp16 on CUDA, the K-step loop captured once as a CUDA graph",
+               _all(_TORCH, _cuda_probe)),
+    HeadEngine("torch", "bf16", SAFETENSORS, "torch bf16 on CUDA, the K-step loop captured once as a CUDA graph",
+               _all(_TORCH, _cuda_probe)),
+    HeadEngine("onnxruntime-cpu", "int8", ONNX, "an int8 QDQ network on onnxruntime's CPU provider",
+               _ort(CPU_PROVIDER)),
+)}
+
+
+def head_engine(engine: str, precision: str) -> HeadEngine:
+    """The head row for `engine` (a table name or an older one) at `precision`; ValueError naming
+    the head engines when there is none."""
+    name = LEGACY_ENGINES.get(engine, {}).get(ONNX, engine)  # `onnxruntime` (profiles) → onnxruntime-cpu
+    row = HEAD_ENGINES.get((name, precision))
+    if row is None:
+        known = ", ".join(f"{e} {p}" for e, p in HEAD_ENGINES)
+        raise ValueError(f"the head does not run on {engine} {precision} (head engines: {known})")
+    return row
+
+
+def require_head(engine: str, precision: str) -> None:
+    """BundleError (one line) when the head's engine cannot run here, saying what it needs."""
+    row = head_engine(engine, precision)
+    result = row.probe()
+    if not result.available:
+        raise BundleError(f"head: engine {row.engine} {row.precision} ({row.runs}) cannot run here: {result.reason}")
+
+
+def head_builder_stand_in(row: HeadEngine) -> HeadEngine:
+    """What the workstation measures a head with while building its bundle: the row itself when
+    it can run here, else torch fp32 (a CUDA head built on a CPU machine; the report says so)."""
+    return row if row.probe().available else HEAD_ENGINES[("torch", "fp32")]
+
+
+def load_head(row: HeadEngine, head, sampler, network_model=None, label: str = "head"):
+    """A callable (condition [1, H], noise [1, T, A]) → normalized chunk for head row `row`:
+    `head` is the fp32 `ConditionalUnet1D`, `network_model` the ONNX network (bytes or path)."""
+    require_head(row.engine, row.precision)
+    from edge.engines import head_runners
+
+    if row.file_kind == ONNX:
+        return head_runners.SampledHead(load_onnx(row.engine, network_model, label), head, sampler)
+    if row.precision == "fp32":
+        return head_runners.SampledHead(head.denoise, head, sampler)
+    return head_runners.CudaGraphHead(head, sampler, row.precision)
