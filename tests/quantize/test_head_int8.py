@@ -44,8 +44,10 @@ def int8_head_bundle(tmp_path_factory, tiny_output, calibration_dir):
     """(directory, summary): torch fp32 backbone, int8 head on onnxruntime-cpu."""
     directory = tmp_path_factory.mktemp("head-int8")
     out = directory / "bundle"
+    # The random tiny head's int8 chunk is ~0.08 from fp32 end to end (above the default gate of
+    # 0.05): this fixture tests the engine path; the head's fidelity figure is asserted below.
     summary = quantize_training_output(tiny_output, head_profile(directory, "onnxruntime", "int8"), out,
-                                       calibration=calibration_dir, progress=False)
+                                       calibration=calibration_dir, progress=False, accept_fidelity=True)
     return out, summary
 
 
@@ -98,7 +100,7 @@ def test_int8_head_bundle_loads_and_predicts_through_the_normal_loader(int8_head
     data = np.load(tiny_observation)
     images, state, instruction = [data["image_0"], data["image_1"]], data["state"], str(data["instruction"])
     noise = torch.randn(1, 16, 10, generator=torch.Generator().manual_seed(3))
-    ours = predictor.predict(images, state, instruction, noise=noise).chunk.normalized
+    ours = predictor.predict(images, state, instruction, noise=noise).normalized
     reference = tiny_policy.predict(images, state, instruction, noise=noise).normalized
     rmse = float(np.sqrt(np.mean((ours - reference) ** 2)))
     assert 0 < rmse <= 0.2  # only the head is quantized here (see the bound above); the backbone is fp32
