@@ -397,7 +397,7 @@ def write_section(section: str) -> None:
     if SECTION in text:
         start = text.index(SECTION)
         nxt = text.find("\n## ", start + len(SECTION))
-        text = text[:start] + section + (text[nxt + 1:] if nxt >= 0 else "")
+        text = text[:start] + section + (text[nxt:] if nxt >= 0 else "")  # keeps the blank line before the next
     else:
         text = text.rstrip("\n") + "\n\n" + section
     RESULTS.write_text(text)
