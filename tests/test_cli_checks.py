@@ -24,7 +24,7 @@ BAD_ARGUMENTS = [
     (["quantize", "ckpt", "--profile", "cpu-dve", "--output", "b"], "did you mean 'cpu-dev'?"),
     (["profile", "--profile", "orin-nano"], "did you mean 'orin-nano-8gb'?"),
     (["profile", "--profile", "cpu-dev", "--model", "tinyvla-x"], "'tinyvla-x' is not one of 'tinyvla-s'"),
-    (["distill", "src", "--steps", "2", "--method", "fast"], "'fast' is not one of 'output-matching', 'progressive'"),
+    (["distill", "src", "--steps", "2", "--method", "fast"], "'fast' is not one of 'output-matching', 'progressive', 'consistency'"),
     (["inspect", "ckpt", "--noise", "/no/such/noise.npy"], "'/no/such/noise.npy' does not exist"),
     (["capture", "--camera", "webcam:0", "--output", "out"], "unknown camera spec 'webcam:0'"),
     (["install", "--profile", "../../etc/passwd"], "unknown profile '../../etc/passwd'"),

@@ -7,7 +7,8 @@ from edge.errors import EdgeError
 
 PROGRESSIVE = "progressive"
 OUTPUT_MATCHING = "output-matching"
-METHODS = (OUTPUT_MATCHING, PROGRESSIVE)
+CONSISTENCY = "consistency"
+METHODS = (OUTPUT_MATCHING, PROGRESSIVE, CONSISTENCY)
 # Chosen by the measured fidelity (docs/distillation.md): output matching gives a lower paired
 # error at every K on the same budget and keeps the modes of the multimodal test task.
 DEFAULT_METHOD = OUTPUT_MATCHING

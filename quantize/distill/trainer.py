@@ -170,7 +170,8 @@ def _train_step(model, optimizer, params, conditions, settings, world, global_st
     index = torch.randint(conditions.shape[0], (settings.batch_size,), generator=g)
     head_cfg = _head_cfg(model)
     noise = torch.randn((settings.batch_size, head_cfg.chunk_size, head_cfg.action_dim), generator=g)
-    loss = model(conditions[index].to(world.device), noise.to(world.device))
+    uniforms = torch.rand((settings.batch_size,), generator=g)  # drawn last: earlier draws are unchanged
+    loss = model(conditions[index].to(world.device), noise.to(world.device), uniforms.to(world.device))
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     torch.nn.utils.clip_grad_norm_(params, GRAD_CLIP)

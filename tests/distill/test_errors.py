@@ -26,8 +26,8 @@ def test_too_small_calibration_says_how_many_are_needed(head, count, holdout, me
 
 
 def test_unknown_method_and_misshaped_conditions_are_refused(head):
-    with pytest.raises(EdgeError, match="unknown distillation method 'consistency': choose one of output-matching, progressive"):
-        distill_head(head, torch.randn(20, COND_DIM), 2, method="consistency", progress=False)
+    with pytest.raises(EdgeError, match="unknown distillation method 'magic': choose one of output-matching, progressive, consistency"):
+        distill_head(head, torch.randn(20, COND_DIM), 2, method="magic", progress=False)
     with pytest.raises(EdgeError, match=r"conditions must be \[N, 8\] head conditions, got \[20, 5\]"):
         distill_head(head, torch.randn(20, 5), 2, progress=False)
     with pytest.raises(EdgeError, match="between 1 and 9"):

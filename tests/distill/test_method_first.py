@@ -16,7 +16,7 @@ def test_an_unknown_method_is_refused_before_any_work(tiny_output, tmp_path, cap
             "--output", str(tmp_path / "o")]
     assert main(args) == 1
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "'fast' is not one of 'output-matching', 'progressive'" in err
+    assert err.count("\n") == 1 and "'fast' is not one of 'output-matching', 'progressive', 'consistency'" in err
     with pytest.raises(command.EdgeError, match="unknown distillation method 'fast'"):
         command.run_distill(tiny_output, 2, synthetic_calibration=10, method="fast", output=tmp_path / "o")
     assert not (tmp_path / "o").exists()
