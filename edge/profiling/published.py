@@ -26,10 +26,10 @@ from edge.policy.config import LanguageConfig, PolicyConfig
 from edge.profiling.model import MeasurementWarning, WarningKind
 
 DEFAULT_MODEL = "tinyvla-s"
-# Random weights need ranges of the right magnitude, not a representative set; each calibration
-# frame's activations are held until the ranges are computed (CLIP-L/336: GBs per frame), and the
-# quantization stage holds back 2 frames for its fidelity check, so 3 calibrate.
-CALIBRATION_FRAMES = 5
+# The fewest the quantization stage takes: 2 held back for its fidelity check, 6 to calibrate and
+# distil on (distillation holds 2 of those back again). Each calibration frame's activations are
+# held until the ranges are computed (CLIP-L/336: GBs per frame), so fewer frames, less memory.
+CALIBRATION_FRAMES = 8
 # Pythia's public configs: (hidden, layers, heads, MLP width); vocab 50304 for all three.
 PUBLISHED_LANGUAGE = {
     "tinyvla-s": (512, 6, 8, 2048),  # Pythia-70M

@@ -32,7 +32,7 @@ def test_profile_takes_base(hub_recorded, tiny_base, tmp_path, capsys):
 
 
 def test_run_takes_base(hub_recorded, tiny_base, capsys):
-    args = ["run", str(hub_recorded), "--camera", "nosuchcamera:0", "--arm", "sim", "--instruction", "pick", "--dry-run"]
+    args = ["run", str(hub_recorded), "--camera", "recording:/no/such/recording.db3", "--arm", "sim", "--instruction", "pick", "--dry-run"]
     assert main(args) == 1
     assert "pass --base DIR" in capsys.readouterr().err
     assert main([*args, "--base", str(tiny_base)]) == 1
