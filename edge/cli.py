@@ -103,6 +103,9 @@ def inspect(
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
     """Load a training output or bundle, verify it, print its facts; optionally run one observation."""
+    from edge.hub import check_source
+
+    check_source(path, "path")  # before the model code's imports (seconds)
     from edge.inspect import inspect_path, render_facts
 
     result = inspect_path(path, base=base, observation=observation, noise=noise, steps=steps, output=output)

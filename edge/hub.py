@@ -73,6 +73,13 @@ def parse_hub_id(text: str) -> HubRef | None:
     return HubRef(repo_id, revision, subdir or "")
 
 
+def check_source(path: str | Path, what: str) -> None:
+    """Refuse, before anything heavy loads, a source that is neither a local path nor shaped like a
+    Hub id (one that is, is resolved, and its files checked, by its loader)."""
+    if not Path(path).exists() and parse_hub_id(str(path)) is None:
+        raise EdgeError(f"{what} not found: {path}")
+
+
 def resolve_path(arg: str | Path) -> Path:
     """A local directory for a CLI source argument: the path itself when it exists, else the
     Hub id's directory in the Hugging Face cache (a bundle: a verified-on-load plain copy)."""

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from edge.config import ComponentSpec, Profile, load_profile
 from edge.errors import EdgeError, validation_reason
-from edge.hub import parse_hub_id
+from edge.hub import check_source
 from quantize.calibration import check_camera_folders
 
 
@@ -34,12 +34,6 @@ def check_quantize_inputs(
     if calibration is not None:
         check_camera_folders(Path(calibration), [c.name for c in prof.cameras])
     return prof, specs
-
-
-def check_source(path: Path, what: str) -> None:
-    """A local source must exist; one shaped like a Hub id is left to its loader."""
-    if not Path(path).exists() and parse_hub_id(str(path)) is None:
-        raise EdgeError(f"{what} not found: {path}")
 
 
 def component_specs(profile: Profile, precision: str | None) -> dict[str, ComponentSpec]:
