@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import signal
+
 import numpy as np
 import pytest
 import torch
@@ -9,6 +11,11 @@ import torch
 from edge.policy.tiny import tiny_config, write_base_vlm, write_observation, write_training_output
 
 torch.set_num_threads(2)
+
+# A shell's background job starts with SIGINT ignored, and children inherit an ignored signal:
+# the tests that stop a child with Ctrl-C (sim-arm, serve) and check SIGINT handling need it
+# deliverable, as at a terminal.
+signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(scope="session")
