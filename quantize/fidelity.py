@@ -48,8 +48,9 @@ def measure_fidelity(policy: Policy, predictor: BundlePredictor, held_out: list[
         ref_cond = reference_condition(policy, obs)
         with torch.inference_mode():
             bundle_cond = predictor.condition(obs.images, obs.state, obs.instruction)
-            same_head = predictor.sampler.sample(
-                lambda k, x: predictor.head.denoise(x, predictor._step_features[k : k + 1], ref_cond), noise)
+            # The bundle's own head (whatever its engine) on the reference condition: the
+            # difference to the bundle's chunk is the backbone's alone.
+            same_head = predictor.head_runner(ref_cond, noise).float().cpu()
             teacher_chunk = policy.network.sample(ref_cond, noise, teacher)
         prediction = predictor.predict(obs.images, obs.state, obs.instruction, noise=noise)
         ours = torch.from_numpy(prediction.normalized)

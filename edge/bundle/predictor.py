@@ -130,8 +130,6 @@ class BundlePredictor:
         self.vision = _runner("vision", manifest.components["vision"], bundle, vision_mod, [px], builder)
         self.language = _runner("language", manifest.components["language"], bundle, language_mod, [self.prefix_ids, img, suffix], builder)
         self._generator = torch.Generator().manual_seed(seed)
-        with torch.inference_mode():
-            self._step_features = self.head.step_features(self.sampler.timesteps)
 
     def tokens(self, instruction: str) -> tuple[torch.Tensor, int]:
         """Right-padded suffix ids for the instruction and the real suffix length."""
