@@ -24,7 +24,9 @@ def hub_recorded(tmp_path, tiny_output):
 
 
 def test_profile_takes_base(hub_recorded, tiny_base, tmp_path, capsys):
-    args = ["profile", str(hub_recorded / "checkpoint-1000"), "--profile", "cpu-dev", "--ticks", "2", "--warmup", "1"]
+    # --model-only: this tests --base; 2 deployed ticks may end before an inference does
+    args = ["profile", str(hub_recorded / "checkpoint-1000"), "--profile", "cpu-dev", "--model-only", "--ticks", "2",
+            "--warmup", "1"]
     assert main([*args, "--output", str(tmp_path / "a")]) == 1
     assert "pass --base DIR" in capsys.readouterr().err
     assert main([*args, "--base", str(tiny_base), "--output", str(tmp_path / "b"), "--json"]) == 0
