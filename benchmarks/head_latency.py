@@ -6,7 +6,8 @@ Also reports the sampler's per-step overhead relative to a bare UNet forward (ta
 and each step's time as a multiple of this machine's memory-read floor: at batch 1 a step reads
 all 72.8M fp32 parameters (291 MB), so weight bytes / read bandwidth bounds it from below.
 
-The int8 head (`onnxruntime-cpu` engine: the noise network exported to ONNX, QDQ int8, calibrated
+The fp32 onnxruntime head (`onnxruntime-cpu` fp32: the same network and arithmetic, weights packed
+once) is timed per chunk next to torch eager. The int8 head (`onnxruntime-cpu` engine: the noise network exported to ONNX, QDQ int8, calibrated
 on the fp32 sampler's own inputs at DDIM-10 and the trailing K=2 schedule) is timed per step next
 to the fp32 torch step, with its fidelity: the chunk vs the fp32 head on the same condition and
 noise, normalized RMSE (target ≤ 0.01). Random weights: the figures are latency-true, and the
@@ -79,6 +80,25 @@ def int8_head(head, cond_dim: int, repeats: int, step_ms_fp32: float) -> dict:
             "action_max_abs": {k: f["action_max_abs"] for k, f in fidelity.items()}}
 
 
+def onnx_fp32_head(head, cond, noise, repeats: int) -> dict:
+    """The fp32 noise network on onnxruntime inside the same sampler: ms per chunk at K = 2 and 10,
+    and the largest difference from the torch head's chunk."""
+    import tempfile
+
+    from edge.engines.table import HEAD_ENGINES, load_head
+    from quantize.head_engine import export_fp32_network
+
+    samplers = {2: DDIMSampler(trailing_timesteps(2)), 10: DDIMSampler.leading(10)}
+    with tempfile.TemporaryDirectory() as tmp, torch.inference_mode():
+        export_fp32_network(head, Path(tmp) / "head.fp32.onnx")
+        row = HEAD_ENGINES[("onnxruntime-cpu", "fp32")]
+        runners = {k: load_head(row, head, s, Path(tmp) / "head.fp32.onnx") for k, s in samplers.items()}
+        torch_heads = {k: load_head(HEAD_ENGINES[("torch", "fp32")], head, s) for k, s in samplers.items()}
+        diff = max(float((runners[k](cond, noise) - torch_heads[k](cond, noise)).abs().max()) for k in samplers)
+        chunk_ms = {k: median_ms(lambda r=r: r(cond, noise), repeats) for k, r in runners.items()}
+    return {"chunk_ms": chunk_ms, "max_abs_diff_vs_torch": diff}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5)
@@ -104,6 +124,8 @@ def main() -> None:
                 lambda: sampler.sample(lambda i, x: head.denoise(x, feats[i : i + 1], cond), noise), args.repeats)
         if not args.no_ddpm:
             results["ddpm100"] = median_ms(lambda: ddpm_chunk(head, cond, noise), max(1, args.repeats // 3), warmup=1)
+    onnx_fp32 = onnx_fp32_head(head, cond, noise, args.repeats)
+    results |= {f"ort fp32 ddim{k}": ms for k, ms in onnx_fp32["chunk_ms"].items()}
     int8 = None if args.no_int8 else int8_head(head, cond.shape[1], args.repeats, bare)
     if int8:
         results |= {f"int8 ddim{k}": ms for k, ms in int8["chunk_ms"].items()}
@@ -120,11 +142,15 @@ def main() -> None:
         "chunk_ms": results,
         "speedup_vs_ddim10": {k: results["ddim10"] / v for k, v in results.items()},
         "speedup_ddim2_vs_ddpm100": results["ddpm100"] / results["ddim2"] if "ddpm100" in results else None,
+        "onnxruntime_fp32_head": onnx_fp32,
         "int8_head": int8,
     }
-    int8_line = "" if not int8 else (
+    ort_line = (f"; onnxruntime fp32 DDIM-2 {results['ort fp32 ddim2']:.1f} ms = "
+                f"{results['ddim2'] / results['ort fp32 ddim2']:.2f}x faster than torch, max |diff| "
+                f"{onnx_fp32['max_abs_diff_vs_torch']:.1e}")
+    int8_line = ort_line + ("" if not int8 else (
         f"; int8 step {int8['step_ms']:.1f} ms = {int8['speedup_vs_fp32_step']:.2f}x the fp32 step, chunk nRMSE vs fp32 "
-        + ", ".join(f"K={k} {v:.4f}" for k, v in int8["action_nrmse"].items()) + " (target <= 0.01)")
+        + ", ".join(f"K={k} {v:.4f}" for k, v in int8["action_nrmse"].items()) + " (target <= 0.01)"))
     print_table(
         f"TinyVLA-S head ({params / 1e6:.1f}M params), batch 1, {torch.get_num_threads()} threads; "
         f"bare UNet step {bare:.1f} ms = {bare / floor_ms:.2f}x the memory floor ({floor_ms:.1f} ms); "

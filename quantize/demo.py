@@ -10,6 +10,7 @@ from pathlib import Path
 
 from edge import demo
 from edge.policy.keymap import KEY_LAYOUT
+from edge.config import load_profile
 from quantize.int8 import RECIPE
 from quantize.onnx_export import EXPORT_RECIPE
 from quantize.pipeline import quantize_training_output
@@ -17,7 +18,8 @@ from quantize.pipeline import quantize_training_output
 
 def bundle_recipe() -> str:
     """A short tag of how the demo bundle is built, so a cache from an older recipe is rebuilt."""
-    recipe = {"keys": KEY_LAYOUT, "export": EXPORT_RECIPE, "int8": RECIPE, "distill_iterations": demo.DEMO_DISTILL_ITERATIONS}
+    recipe = {"keys": KEY_LAYOUT, "export": EXPORT_RECIPE, "int8": RECIPE, "distill_iterations": demo.DEMO_DISTILL_ITERATIONS,
+              "profile": load_profile(demo.PROFILE).model_dump(mode="json")}
     return hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:8]
 
 

@@ -1,9 +1,14 @@
-"""The head's engine at bundle time: the int8 network for CPUs, and every head's fidelity figure.
+"""The head's engine at bundle time: the ONNX network for CPUs (fp32 or int8), and every head's
+fidelity figure.
+
+fp32 (`onnxruntime-cpu`): the noise-prediction network exported to ONNX as it is; onnxruntime
+runs the same arithmetic with its weights packed once (torch eager re-lays them out per call).
 
 int8 (`onnxruntime-cpu`): the noise-prediction network (`ConditionalUnet1D.denoise`: sample,
-step feature, condition → noise) is exported to ONNX and quantized to QDQ int8 with the
-backbone's recipe (`quantize.int8`: int8 Conv/Gemm, per-channel symmetric weights). It is
-calibrated on the head's own inputs: the fp32 sampler, with the bundle's own timesteps, run on
+step feature, condition → noise) is exported to ONNX and its wide convolutions are quantized to
+QDQ int8 with the backbone's recipe (`quantize.int8`: per-channel symmetric weights, symmetric
+activations); the rest stays fp32 (`wide_convolutions` says why). It is calibrated on the head's
+own inputs: the fp32 sampler, with the bundle's own timesteps, run on
 calibration conditions from several noises, each step's (sample, step feature, condition)
 recorded, so every timestep's activation ranges are covered. The DDIM loop stays the verified
 torch sampler; only the network call is swapped (`edge.engines.head_runners.SampledHead`).
@@ -33,6 +38,9 @@ FIDELITY_TARGET = 0.01
 NOISES_PER_CONDITION = 4
 FIDELITY_NOISES = 2
 NETWORK_FILE = "head.int8.onnx"
+FP32_NETWORK_FILE = "head.fp32.onnx"
+# A convolution is int8 when it holds at least this share of the largest one's weights.
+WIDE_SHARE = 0.5
 
 
 class NoiseNetwork(nn.Module):
@@ -75,23 +83,58 @@ def network_inputs(head: ConditionalUnet1D, sampler: DDIMSampler, conditions: to
     return feeds
 
 
-def export_int8_network(head: ConditionalUnet1D, sampler: DDIMSampler, conditions: torch.Tensor, out: Path,
-                        method: str = "percentile", noises_per_condition: int = NOISES_PER_CONDITION) -> dict:
-    """Write `out/head.int8.onnx` calibrated on `conditions`; returns its manifest fields."""
-    from quantize.int8 import quantize_static_qdq
+def wide_convolutions(model_path: Path, share: float = WIDE_SHARE) -> list[str]:
+    """The Conv nodes with at least `share` of the largest Conv's weights: the ones int8 pays for.
+
+    Why not every layer: the DDIM x0 estimate at the first step of a few-step schedule (t = 90 of
+    100) multiplies the network's error by sqrt((1 - ᾱ) / ᾱ) ≈ 6.3, so a chunk within 0.01 of the
+    fp32 head needs the noise estimate within ~0.2 %. Measured one node at a time (tiny head): every
+    FiLM Gemm costs ~3 % (they share one quantized input, the Mish'd condition), the narrow convs at
+    the UNet's ends 1-1.7 % each, the wide middle convs 0.2-0.5 %, and those hold most of the bytes.
+    TinyVLA-S dims: every conv int8 gave chunk RMSE 0.144 (K=2) / 0.045 (K=10); the wide ones only
+    (62 % of the weight bytes) 0.0027 / 0.0078."""
+    import onnx
+
+    model = onnx.load(str(model_path), load_external_data=False)
+    weights = {i.name: int(np.prod(i.dims)) for i in model.graph.initializer}
+    sizes = {n.name: weights.get(n.input[1], 0) for n in model.graph.node if n.op_type == "Conv"}
+    largest = max(sizes.values(), default=0)
+    return [name for name, size in sizes.items() if largest and size >= share * largest]
+
+
+def export_fp32_network(head: ConditionalUnet1D, path: Path) -> dict:
+    """Write the fp32 noise network to `path` (one self-contained file); returns its manifest fields."""
+    import onnx
+
     from quantize.onnx_export import EXPORT_RECIPE, export_onnx
 
     cfg = head.cfg
     args = (torch.zeros(1, cfg.chunk_size, cfg.action_dim), torch.zeros(1, cfg.step_embed_dim),
             torch.zeros(1, head.combine.out_features))
-    fp32 = out / "head.fp32.onnx"
-    export_onnx(NoiseNetwork(head), args, fp32, list(NETWORK_INPUTS), ["eps"])
+    export_onnx(NoiseNetwork(head), args, path, list(NETWORK_INPUTS), ["eps"])
+    external = path.with_name(path.name + ".data")
+    if external.exists():  # bundles hash and load the network as one file's bytes
+        onnx.save(onnx.load(str(path)), str(path))
+        external.unlink()
+    return {"network_file": path.name, "export": EXPORT_RECIPE}
+
+
+def export_int8_network(head: ConditionalUnet1D, sampler: DDIMSampler, conditions: torch.Tensor, out: Path,
+                        method: str = "percentile", noises_per_condition: int = NOISES_PER_CONDITION) -> dict:
+    """Write `out/head.int8.onnx` calibrated on `conditions`; returns its manifest fields."""
+    from quantize.int8 import quantize_static_qdq
+    from quantize.onnx_export import EXPORT_RECIPE
+
+    fp32 = out / FP32_NETWORK_FILE
+    export_fp32_network(head, fp32)
     try:
+        wide = wide_convolutions(fp32)
         quantization = quantize_static_qdq(fp32, out / NETWORK_FILE, network_inputs(head, sampler, conditions, noises_per_condition),
-                                           method)
+                                           method, nodes=wide)
     finally:
         for path in (fp32, fp32.with_name(fp32.name + ".data")):
             path.unlink(missing_ok=True)
+    quantization["quantized_ops"] = [f"Conv with >= {WIDE_SHARE:g} x the largest Conv's weights; the rest fp32"]
     quantization["calibrated_on"] = (f"the fp32 sampler's inputs at timesteps {sampler.timesteps.tolist()}, "
                                      f"{len(conditions)} conditions x {noises_per_condition} noises")
     return {"network_file": NETWORK_FILE, "export": EXPORT_RECIPE, "quantization": quantization}
@@ -127,7 +170,10 @@ def head_engine_fields(policy: Policy, head: ConditionalUnet1D, sampler: DDIMSam
     if (row.engine, row.precision) == ("torch", "fp32"):
         return fields
     network = None
-    if row.file_kind == ONNX:
+    if row.file_kind == ONNX and row.precision == "fp32":
+        fields |= export_fp32_network(head, out / FP32_NETWORK_FILE)
+        network = out / FP32_NETWORK_FILE
+    elif row.file_kind == ONNX:
         if not calibrate_on:
             raise EdgeError("an int8 head needs calibration frames: pass --calibration DIR or --calibration-recording "
                             "FILE (tinyvla-edge capture writes them); int8 is never calibrated on noise")
@@ -138,6 +184,6 @@ def head_engine_fields(policy: Policy, head: ConditionalUnet1D, sampler: DDIMSam
         fields["fidelity"] = {"measured": False, "reason": f"{row.runs} cannot run on the machine that built the bundle: "
                                                            f"{probe.reason}", "target": FIDELITY_TARGET}
         return fields
-    runner = load_head(row, head, sampler, network, NETWORK_FILE)
+    runner = load_head(row, head, sampler, network, network.name if network else "head")
     fields["fidelity"] = head_fidelity(runner, head, sampler, compute_conditions(policy, held_out))
     return fields

@@ -52,9 +52,13 @@ def activation_matmuls(model_path: Path) -> list[str]:
 
 
 def quantize_static_qdq(
-    fp32_model: Path, int8_model: Path, feeds: Iterable[dict[str, np.ndarray]], method: str = "percentile"
+    fp32_model: Path, int8_model: Path, feeds: Iterable[dict[str, np.ndarray]], method: str = "percentile",
+    nodes: list[str] | None = None,
 ) -> dict:
-    """Write a QDQ int8 model calibrated on `feeds`; returns the settings to record."""
+    """Write a QDQ int8 model calibrated on `feeds`; returns the settings to record.
+
+    `nodes`: quantize only these (weight-bearing) nodes and leave the rest in float; default: every
+    MatMul, Gemm and Conv except the activation-by-activation MatMuls."""
     require("onnxruntime", "quantize")
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
@@ -87,8 +91,10 @@ def quantize_static_qdq(
                 str(fp32_model), str(int8_model), _Reader(feeds), quant_format=QuantFormat.QDQ, per_channel=True,
                 activation_type=QuantType.QInt8, weight_type=QuantType.QInt8, op_types_to_quantize=QUANTIZED_OPS,
                 calibrate_method=methods[method], extra_options=extra, nodes_to_exclude=excluded,
+                nodes_to_quantize=nodes,
             )
     finally:
         root.setLevel(level)
+    selection = {} if nodes is None else {"quantized_nodes": len(nodes)}
     return {**RECIPE, "calibration_method": method, "calibration_samples": len(feeds),
-            "float_activation_matmuls": len(excluded)}
+            "float_activation_matmuls": len(excluded), **selection}

@@ -16,7 +16,7 @@ from edge.engines.head_runners import NETWORK_INPUTS, SampledHead
 from edge.engines.table import HEAD_ENGINES, load_head
 from edge.errors import EdgeError
 from quantize.distill.conditions import compute_conditions
-from quantize.head_engine import NETWORK_FILE, head_fidelity, network_inputs
+from quantize.head_engine import NETWORK_FILE, WIDE_SHARE, head_fidelity, network_inputs
 from quantize.pipeline import quantize_training_output, synthetic_observations
 
 HEAD_PROFILE = """
@@ -44,10 +44,8 @@ def int8_head_bundle(tmp_path_factory, tiny_output, calibration_dir):
     """(directory, summary): torch fp32 backbone, int8 head on onnxruntime-cpu."""
     directory = tmp_path_factory.mktemp("head-int8")
     out = directory / "bundle"
-    # The random tiny head's int8 chunk is ~0.08 from fp32 end to end (above the default gate of
-    # 0.05): this fixture tests the engine path; the head's fidelity figure is asserted below.
     summary = quantize_training_output(tiny_output, head_profile(directory, "onnxruntime", "int8"), out,
-                                       calibration=calibration_dir, progress=False, accept_fidelity=True)
+                                       calibration=calibration_dir, progress=False)
     return out, summary
 
 
@@ -70,7 +68,15 @@ def test_int8_network_runs_on_onnxruntime_and_tracks_the_fp32_head(int8_head_bun
     out, _ = int8_head_bundle
     model = onnx.load(str(out / NETWORK_FILE))
     ops = [n.op_type for n in model.graph.node]
-    assert ops.count("QuantizeLinear") > 10 and "Conv" in ops  # QDQ around the convolutions
+    quantized = {n.input[1].removesuffix("_DequantizeLinear_Output") for n in model.graph.node if n.op_type == "Conv"
+                 and n.input[1].endswith("_DequantizeLinear_Output")}
+    sizes = {i.name: int(np.prod(i.dims)) for i in model.graph.initializer if i.data_type == onnx.TensorProto.INT8}
+    # Only the wide convolutions are int8 (quantize.head_engine.wide_convolutions: the narrow ones and
+    # the FiLM Gemms cost most of the error for few bytes); everything else reads fp32 weights.
+    assert 0 < len(quantized) < ops.count("Conv") and "Gemm" in ops
+    assert not [n for n in model.graph.node if n.op_type == "Gemm" and "DequantizeLinear" in n.input[1]]
+    int8_weights = [size for name, size in sizes.items() if name.removesuffix("_quantized") in quantized]
+    assert int8_weights and min(int8_weights) >= WIDE_SHARE * max(int8_weights)
     assert [i.name for i in model.graph.input] == list(NETWORK_INPUTS) and not (out / "head.fp32.onnx").exists()
     head, sampler = tiny_policy.network.head, tiny_policy.sampler()  # the bundle's head: K=10, not distilled
     runner = load_head(HEAD_ENGINES[("onnxruntime-cpu", "int8")], head, sampler, out / NETWORK_FILE)
@@ -78,11 +84,9 @@ def test_int8_network_runs_on_onnxruntime_and_tracks_the_fp32_head(int8_head_bun
     calib = read_calibration_dir(calibration_dir, ["left", "right"], np.zeros(7, np.float32))
     held_out = compute_conditions(tiny_policy, calib.observations[-3:])
     fidelity = head_fidelity(runner, head, sampler, held_out)
-    # Far above the issue's 0.01 on this tiny random-weight head: measured 0.131 here (K=10, the
-    # bundle's three held-out frames), 0.080 with other calibration conditions. The per-step noise
-    # error is ~0.02; a random head's x0 estimates sit near the ±1 clip, where it is amplified over
-    # the steps. The bound is the measurement with margin, not the target.
-    assert 0 < fidelity["action_nrmse"] <= 0.2, fidelity
+    # Measured 0.0118 here (K=10, the bundle's three held-out frames; 0.131 with every conv and Gemm
+    # int8). The bound is the measurement with margin, not the issue's 0.01 target.
+    assert 0 < fidelity["action_nrmse"] <= 0.03, fidelity
     assert fidelity["chunks"] == 2 * len(held_out) and fidelity["within_target"] == (fidelity["action_nrmse"] <= 0.01)
 
 
@@ -103,7 +107,7 @@ def test_int8_head_bundle_loads_and_predicts_through_the_normal_loader(int8_head
     ours = predictor.predict(images, state, instruction, noise=noise).normalized
     reference = tiny_policy.predict(images, state, instruction, noise=noise).normalized
     rmse = float(np.sqrt(np.mean((ours - reference) ** 2)))
-    assert 0 < rmse <= 0.2  # only the head is quantized here (see the bound above); the backbone is fp32
+    assert 0 < rmse <= 0.03  # measured 0.012: only the head is quantized here; the backbone is fp32
 
 
 def test_int8_head_without_calibration_frames_is_refused(tmp_path, tiny_output):
@@ -131,3 +135,25 @@ def test_cuda_head_built_on_a_cpu_machine_records_why_fidelity_was_not_measured(
                                 ComponentSpec(engine="torch", precision="fp16"), tmp_path, [], held_out)
     assert (fields["engine"], fields["precision"]) == ("torch", "fp16")
     assert fields["fidelity"]["measured"] is False and "CUDA" in fields["fidelity"]["reason"]
+
+
+def test_fp32_onnx_head_reproduces_the_torch_head_through_the_normal_loader(tmp_path, tiny_output, tiny_policy,
+                                                                           tiny_observation):
+    from quantize.head_engine import FP32_NETWORK_FILE
+
+    out = tmp_path / "bundle"
+    summary = quantize_training_output(tiny_output, head_profile(tmp_path, "onnxruntime", "fp32"), out, progress=False)
+    head = json.loads((out / MANIFEST).read_text())["head"]
+    assert (head["engine"], head["precision"], head["network_file"]) == ("onnxruntime-cpu", "fp32", FP32_NETWORK_FILE)
+    assert not (out / NETWORK_FILE).exists() and not list(out.glob("*.data"))
+    # No calibration: the same arithmetic as the torch head, so the fidelity figure is rounding only.
+    assert summary["head"]["fidelity"]["action_nrmse"] < 1e-5 and head.get("quantization") is None
+
+    predictor = load_predictor(out)
+    assert predictor.head_runner.network.providers == ["CPUExecutionProvider"]
+    data = np.load(tiny_observation)
+    images, state, instruction = [data["image_0"], data["image_1"]], data["state"], str(data["instruction"])
+    noise = torch.randn(1, 16, 10, generator=torch.Generator().manual_seed(3))
+    ours = predictor.predict(images, state, instruction, noise=noise).normalized
+    reference = tiny_policy.predict(images, state, instruction, noise=noise).normalized
+    np.testing.assert_allclose(ours, reference, atol=1e-4)
