@@ -21,20 +21,28 @@ QUANTIZED_OPS = ["MatMul", "Gemm", "Conv"]
 # What every int8 model of this toolkit is; recorded in manifests and used to invalidate caches.
 RECIPE = {"format": "QDQ", "activations": "int8 symmetric per-tensor", "weights": "int8 symmetric per-channel",
           "quantized_ops": QUANTIZED_OPS, "dedicated_qdq_pairs": True, "gemm_output": "float",
-          "ranges_from": "every calibration frame"}
+          "ranges_from": "every calibration frame, collected one frame at a time"}
 
 
 class _Reader:
-    """onnxruntime CalibrationDataReader over a list of feed dicts."""
+    """onnxruntime CalibrationDataReader over a list of feed dicts; `set_range` lets onnxruntime
+    calibrate a slice at a time (`CalibStridedMinMax`)."""
 
     def __init__(self, feeds: list[dict[str, np.ndarray]]):
+        self._feeds = feeds
         self._it = iter(feeds)
 
     def get_next(self):
         return next(self._it, None)
 
+    def __len__(self) -> int:
+        return len(self._feeds)
+
+    def set_range(self, start_index: int, end_index: int) -> None:
+        self._it = iter(self._feeds[start_index:end_index])
+
     def rewind(self):  # some onnxruntime versions call it
-        pass
+        self._it = iter(self._feeds)
 
 
 def activation_matmuls(model_path: Path) -> list[str]:
@@ -76,8 +84,12 @@ def quantize_static_qdq(
              "OpTypesToExcludeOutputQuantization": ["Gemm"]}
     if method == "percentile":
         extra["CalibPercentile"] = 99.999
-    # No CalibMaxIntermediateOutputs: onnxruntime (1.32) clears the held frames every N without
-    # merging their ranges, so only the last n mod N frames would calibrate (n = kN: "No data").
+    # One frame per collection: the percentile and entropy calibrators keep every intermediate
+    # tensor of the frames of one collection in memory (TinyVLA-S vision, 2 cameras: ~1 GB per
+    # frame, twice over while merging; 8 frames ran a 24 GB machine out of memory) and merge
+    # their histograms across collections; minmax merges its ranges. Not CalibMaxIntermediateOutputs:
+    # onnxruntime (1.32) clears the held frames every N without merging their ranges.
+    extra["CalibStridedMinMax"] = 1
     import contextlib
     import io
     import logging
