@@ -6,8 +6,9 @@ Also reports the sampler's per-step overhead relative to a bare UNet forward (ta
 and each step's time as a multiple of this machine's memory-read floor: at batch 1 a step reads
 all 72.8M fp32 parameters (291 MB), so weight bytes / read bandwidth bounds it from below.
 
-The fp32 onnxruntime head (`onnxruntime-cpu` fp32: the same network and arithmetic, weights packed
-once) is timed per chunk next to torch eager. The int8 head (`onnxruntime-cpu` engine: the noise network exported to ONNX, QDQ int8, calibrated
+The fp32 onnxruntime head (`onnxruntime-cpu` fp32: the same network and arithmetic) is timed per
+chunk next to torch eager, with its largest difference from the torch chunk. The int8 head
+(`onnxruntime-cpu` engine: the noise network exported to ONNX, wide convs QDQ int8, calibrated
 on the fp32 sampler's own inputs at DDIM-10 and the trailing K=2 schedule) is timed per step next
 to the fp32 torch step, with its fidelity: the chunk vs the fp32 head on the same condition and
 noise, normalized RMSE (target ≤ 0.01). Random weights: the figures are latency-true, and the
@@ -148,13 +149,13 @@ def main() -> None:
     ort_line = (f"; onnxruntime fp32 DDIM-2 {results['ort fp32 ddim2']:.1f} ms = "
                 f"{results['ddim2'] / results['ort fp32 ddim2']:.2f}x faster than torch, max |diff| "
                 f"{onnx_fp32['max_abs_diff_vs_torch']:.1e}")
-    int8_line = ort_line + ("" if not int8 else (
+    details = ort_line + ("" if not int8 else (
         f"; int8 step {int8['step_ms']:.1f} ms = {int8['speedup_vs_fp32_step']:.2f}x the fp32 step, chunk nRMSE vs fp32 "
         + ", ".join(f"K={k} {v:.4f}" for k, v in int8["action_nrmse"].items()) + " (target <= 0.01)"))
     print_table(
         f"TinyVLA-S head ({params / 1e6:.1f}M params), batch 1, {torch.get_num_threads()} threads; "
         f"bare UNet step {bare:.1f} ms = {bare / floor_ms:.2f}x the memory floor ({floor_ms:.1f} ms); "
-        f"sampler overhead {overhead * 100:+.1f}% per step{int8_line}",
+        f"sampler overhead {overhead * 100:+.1f}% per step{details}",
         ["sampler", "ms/chunk", "speedup vs DDIM-10", "step / floor"], rows, args.json, payload)
 
 

@@ -2,7 +2,7 @@
 fidelity figure.
 
 fp32 (`onnxruntime-cpu`): the noise-prediction network exported to ONNX as it is; onnxruntime
-runs the same arithmetic with its weights packed once (torch eager re-lays them out per call).
+runs the same arithmetic, faster than torch eager on the CPUs measured (benchmarks/RESULTS.md).
 
 int8 (`onnxruntime-cpu`): the noise-prediction network (`ConditionalUnet1D.denoise`: sample,
 step feature, condition → noise) is exported to ONNX and its wide convolutions are quantized to
@@ -132,8 +132,7 @@ def export_int8_network(head: ConditionalUnet1D, sampler: DDIMSampler, condition
         quantization = quantize_static_qdq(fp32, out / NETWORK_FILE, network_inputs(head, sampler, conditions, noises_per_condition),
                                            method, nodes=wide)
     finally:
-        for path in (fp32, fp32.with_name(fp32.name + ".data")):
-            path.unlink(missing_ok=True)
+        fp32.unlink(missing_ok=True)  # export_fp32_network leaves no external-data file
     quantization["quantized_ops"] = [f"Conv with >= {WIDE_SHARE:g} x the largest Conv's weights; the rest fp32"]
     quantization["calibrated_on"] = (f"the fp32 sampler's inputs at timesteps {sampler.timesteps.tolist()}, "
                                      f"{len(conditions)} conditions x {noises_per_condition} noises")

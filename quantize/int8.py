@@ -42,7 +42,7 @@ class _Reader:
         self._it = iter(self._feeds[start_index:end_index])
 
     def rewind(self):  # some onnxruntime versions call it
-        self._it = iter(self._feeds)
+        pass
 
 
 def activation_matmuls(model_path: Path) -> list[str]:

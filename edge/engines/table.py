@@ -230,8 +230,8 @@ HEAD_ENGINES: dict[tuple[str, str], HeadEngine] = {(h.engine, h.precision): h fo
                _all(_TORCH, _cuda_probe)),
     HeadEngine("torch", "bf16", SAFETENSORS, "torch bf16 on CUDA, the K-step loop captured once as a CUDA graph",
                _all(_TORCH, _cuda_probe)),
-    # Same arithmetic as torch fp32 (chunks agree to ~1e-6); onnxruntime packs the conv weights
-    # once at load, where torch eager re-lays them out every call: 2.7x faster per step (S dims).
+    # Same arithmetic as torch fp32 (chunks agree to ~1e-6), 2.65-3.6x faster per chunk at
+    # TinyVLA-S dims on an AVX2 CPU (benchmarks/RESULTS.md; where torch's time goes: not profiled).
     HeadEngine("onnxruntime-cpu", "fp32", ONNX, "the fp32 network on onnxruntime's CPU provider",
                _ort(CPU_PROVIDER)),
     HeadEngine("onnxruntime-cpu", "int8", ONNX, "an int8 QDQ network on onnxruntime's CPU provider",

@@ -31,7 +31,9 @@ from edge.runtime.shared_frames import FrameReader, FrameWriter
 NICENESS_STEP = 10  # the control process always outranks its model
 # Imported once by the fork server: each model process forks from it with torch and the model
 # code loaded (5-6 s of imports on a 2-core x86, more on an Orin's cores) instead of importing
-# them again. Importing initialises no CUDA and starts no threads, so the fork is safe.
+# them again. Importing initialises no CUDA (checked: torch.cuda.is_initialized() stays False);
+# it does start two idle OS threads (torch, transformers), which a fork does not copy, the
+# situation of PyTorch's own DataLoader workers forked after `import torch`.
 PRELOAD = ["torch", "edge.policy.network", "edge.bundle.predictor"]
 START_TIMEOUT_S = 600.0  # loading a large bundle (hashing, engine builds) can take minutes
 STOP_TIMEOUT_S = 2.0

@@ -70,6 +70,7 @@ class FrameReader:
 
 def _attach(name: str) -> shared_memory.SharedMemory:
     """Map a segment the parent owns. Its registration with the resource tracker is harmless:
-    the child shares its parent's tracker (the fork server passes it on), whose set of names ignores the repeat, and the
-    parent's unlink removes it (unregistering it here would make that unlink fail in the tracker)."""
+    the child shares its parent's tracker (the fork server passes it on), whose set of names
+    ignores the repeat, and the parent's unlink removes it (unregistering it here would make that
+    unlink fail in the tracker)."""
     return shared_memory.SharedMemory(name=name)
