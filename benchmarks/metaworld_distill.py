@@ -13,7 +13,7 @@ Everything expensive is cached under benchmarks/.cache/metaworld/ (gitignored): 
 teacher, the students, the results. The table is written into benchmarks/RESULTS.md under
 "## MetaWorld distillation". Fits in about an hour on a 2-core CPU.
 
-    .venv/bin/python benchmarks/metaworld_distill.py [--episodes 50] [--methods consistency] [--fresh]
+    .venv/bin/python benchmarks/metaworld_distill.py [--episodes 50] [--methods consistency] [--ks 2,1] [--fresh]
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ from edge.policy.head import ConditionalUnet1D  # noqa: E402
 from edge.policy.sampler import leading_timesteps  # noqa: E402
 from quantize.distill import distill_head  # noqa: E402
 from quantize.distill.chain import sample_actions  # noqa: E402
+from quantize.distill.objectives import rounds_for  # noqa: E402
 from quantize.distill.teacher_training import ddpm_loss  # noqa: E402
 from quantize.distill.trainer import learning_rate  # noqa: E402
 
@@ -241,14 +242,18 @@ def cached(path: Path, make, save, load):
 
 
 def column_name(method: str, k: int) -> str:
-    return "teacher" if method == TEACHER else f"{method}-k{k}"
+    """The key of a policy's results and cached student: its timesteps are part of it, so a change
+    of a method's schedule never reuses a student or a result of the old one."""
+    if method == TEACHER:
+        return "teacher"
+    return f"{method}-k{k}-at" + "-".join(map(str, rounds_for(method, k, 10)[-1].student_timesteps))
 
 
 def distill_students(policy: StatePolicy, conditions: torch.Tensor, method: str, args) -> tuple[dict, dict]:
     """Each K of `method`, distilled or read from the cache: {K: (head, timesteps)}, {K: fidelity}."""
     heads, fidelity = {}, {}
-    for k in STUDENTS[method]:
-        path = CACHE / f"student-{method}-k{k}-{args.distill_iterations}-t{args.teacher_iterations}.pt"
+    for k in (k for k in STUDENTS[method] if k in args.ks):
+        path = CACHE / f"student-{column_name(method, k)}-{args.distill_iterations}-t{args.teacher_iterations}.pt"
         meta = path.with_suffix(".json")
         student = ConditionalUnet1D(TOKEN_DIM, HEAD)
         if path.is_file() and meta.is_file():
@@ -278,6 +283,8 @@ def main() -> None:
     parser.add_argument("--distill-iterations", type=int, default=400)
     parser.add_argument("--methods", default=",".join(STUDENTS),
                         help=f"comma-separated distillation methods to compare (of {', '.join(STUDENTS)})")
+    parser.add_argument("--ks", default=",".join(str(k) for k in sorted({k for ks in STUDENTS.values() for k in ks})),
+                        help="comma-separated student step counts to distil (default: every K of each method)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1 leaves a core to MuJoCo and others)")
     parser.add_argument("--fresh", action="store_true", help="ignore the cache")
     parser.add_argument("--no-write", action="store_true", help="print the table, leave RESULTS.md alone (smoke runs)")
@@ -286,6 +293,10 @@ def main() -> None:
     unknown = [m for m in methods if m not in STUDENTS]
     if unknown or not methods:
         parser.error(f"--methods: unknown {', '.join(unknown) or '(none given)'}; choose from {', '.join(STUDENTS)}")
+    try:
+        args.ks = {int(k) for k in args.ks.split(",") if k}
+    except ValueError:
+        parser.error(f"--ks: expected comma-separated integers, got {args.ks!r}")
     torch.set_num_threads(args.threads)
     require_metaworld()
     CACHE.mkdir(parents=True, exist_ok=True)
@@ -338,7 +349,7 @@ def main() -> None:
     latency = {column: head_latency_ms(policy, head, ts) for column, (head, ts) in heads.items()}
     timings = json.loads(TIMINGS.read_text()) if TIMINGS.is_file() else {}
     used = [teacher_file.name, "demos.npz", results_file.name,
-            *(f"student-{m}-k{k}-{args.distill_iterations}-t{args.teacher_iterations}.pt" for m, k in heads if m != TEACHER)]
+            *(f"student-{column_name(m, k)}-{args.distill_iterations}-t{args.teacher_iterations}.pt" for m, k in heads if m != TEACHER)]
     compute_s = sum(v for name, v in timings.items() if any(name == u or name.startswith(u + ":") for u in used))
     table = render(results, latency, fidelity, heads, args, compute_s)
     print(table)

@@ -20,7 +20,7 @@ from quantize.distill.conditions import split_conditions
 from quantize.distill.fidelity import Fidelity, measure_fidelity
 from quantize.distill.methods import DEFAULT_METHOD, check_method
 from quantize.distill.objectives import rounds_for
-from quantize.distill.schedule import student_timesteps, validate_head, validate_steps
+from quantize.distill.schedule import validate_head, validate_steps
 from quantize.distill.state import RunSettings
 from quantize.distill.trainer import train_student
 
@@ -159,7 +159,7 @@ def distill_head(
     conditions_sha = distributed.fingerprint(conditions)
     settings = RunSettings(
         method=method, steps=steps, teacher_steps=teacher_steps,
-        student_timesteps=student_timesteps(steps, teacher_steps), iterations=iterations,
+        student_timesteps=rounds_for(method, steps, teacher_steps)[-1].student_timesteps, iterations=iterations,
         batch_size=batch_size, learning_rate=learning_rate, seed=seed, holdout=holdout,
         world_size=world.size, conditions_sha256=conditions_sha, teacher_sha256=module_sha256(teacher),
     )

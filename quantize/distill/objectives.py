@@ -22,7 +22,7 @@ from torch import nn
 from edge.policy.head import ConditionalUnet1D
 from edge.policy.sampler import DDIMSampler, leading_timesteps
 from quantize.distill.chain import ddim_rows, run_chain, trajectory
-from quantize.distill.schedule import ladder, segments, student_timesteps
+from quantize.distill.schedule import ladder, output_matching_timesteps, segments, student_timesteps
 
 from quantize.distill.methods import CONSISTENCY, OUTPUT_MATCHING, PROGRESSIVE
 
@@ -40,7 +40,9 @@ def rounds_for(method: str, steps: int, teacher_steps: int) -> list[Round]:
     if method == PROGRESSIVE:
         rungs = ladder(steps, teacher_steps)
         return [Round(a, b) for a, b in zip(rungs[:-1], rungs[1:])]
-    if method in (OUTPUT_MATCHING, CONSISTENCY):
+    if method == OUTPUT_MATCHING:
+        return [Round(leading_timesteps(teacher_steps), output_matching_timesteps(steps, teacher_steps))]
+    if method == CONSISTENCY:
         return [Round(leading_timesteps(teacher_steps), student_timesteps(steps, teacher_steps))]
     raise ValueError(f"unknown method {method!r}")
 

@@ -4,13 +4,39 @@ import pytest
 
 from edge.errors import EdgeError
 from edge.policy.config import HeadConfig
-from quantize.distill.schedule import ladder, segments, student_timesteps, validate_head, validate_steps
+from quantize.distill.methods import CONSISTENCY, OUTPUT_MATCHING, PROGRESSIVE
+from quantize.distill.objectives import rounds_for
+from quantize.distill.schedule import (ladder, one_step_timestep, output_matching_timesteps, segments,
+                                       student_timesteps, validate_head, validate_steps, x0_gain)
 
 
 def test_students_start_where_the_teacher_starts():
     assert student_timesteps(1, 10) == [90]
     assert student_timesteps(2, 10) == [90, 40]
     assert student_timesteps(4, 10) == [90, 70, 40, 10]
+
+
+def test_x0_gain_from_the_cosine_schedule():
+    # ᾱ from squaredcos_cap_v2 over 100 steps, computed by hand: ᾱ_90 = 0.0195, ᾱ_50 = 0.4783.
+    assert abs(x0_gain(90) - (0.9805 / 0.0195) ** 0.5) < 0.05
+    assert abs(x0_gain(50) - (0.5217 / 0.4783) ** 0.5) < 0.01
+    assert x0_gain(40) < 1 < x0_gain(50) < x0_gain(60)
+
+
+def test_one_step_output_matching_samples_where_the_gain_is_about_one():
+    assert one_step_timestep(10) == 50
+    assert output_matching_timesteps(1, 10) == [50]
+    assert output_matching_timesteps(2, 10) == [90, 40] and output_matching_timesteps(4, 10) == [90, 70, 40, 10]
+    assert one_step_timestep(20) == 50 and one_step_timestep(4) == 50  # leading: 95, 90, …; 75, 50, 25, 0
+    with pytest.raises(EdgeError, match="steps must be between"):
+        output_matching_timesteps(0, 10)
+
+
+def test_each_method_samples_at_its_own_timesteps():
+    assert rounds_for(OUTPUT_MATCHING, 1, 10)[-1].student_timesteps == [50]
+    # Consistency and progressive train steps on the teacher's trajectory, so they start where it does.
+    assert rounds_for(CONSISTENCY, 1, 10)[-1].student_timesteps == [90]
+    assert rounds_for(PROGRESSIVE, 1, 10)[-1].student_timesteps == [90]
 
 
 def test_ladder_halves_after_a_first_rung_below_the_teacher():
