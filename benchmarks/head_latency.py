@@ -14,12 +14,26 @@ to the fp32 torch step, with its fidelity: the chunk vs the fp32 head on the sam
 noise, normalized RMSE (target ≤ 0.01). Random weights: the figures are latency-true, and the
 fidelity of a random head is a pessimistic proxy (its x0 estimates sit near the ±1 clip).
 
+With `--lerobot-python PATH`, LeRobot 0.4.4's diffusion-policy head (its `DiffusionModel`, state-only
+config at the same dims: 72.56M params, i.e. ours less our condition front-end) is timed side by
+side per chunk at DDIM-2, DDIM-10 and DDPM-100 (unless --no-ddpm), in interleaved rounds (ours
+torch eager, ours onnxruntime fp32, then LeRobot's, round after round), so both see the same machine
+state; the medians of the round medians are compared (issue target: ours <= 0.5x LeRobot at equal
+K). LeRobot cannot share this venv (its policy package needs transformers 4.x and torchvision), so
+it runs in its own venv through benchmarks/lerobot_head_worker.py, one JSON line each way. Both
+use the same number of UNet calls; LeRobot's DDIM uses diffusers' default "leading" timesteps.
+
     python benchmarks/head_latency.py [--repeats N] [--no-ddpm] [--no-int8] [--json]
+    bash benchmarks/lerobot_venv.sh .venv-lerobot      # once: builds LeRobot's venv (~2 min)
+    python benchmarks/head_latency.py --no-int8 --lerobot-python .venv-lerobot/bin/python [--lerobot-rounds N]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import statistics
+import subprocess
 import sys
 from pathlib import Path
 
@@ -41,15 +55,17 @@ def read_bandwidth_gbs(megabytes: int = 512, repeats: int = 5) -> float:
     return (src.numel() * 4 * 2) / (ms / 1e3) / 1e9  # bytes moved (read + write) per second
 
 
-def ddpm_chunk(head, cond, noise, steps: int = 100):
+def ddpm_chunk(head, cond, noise, steps: int = 100, network=None):
+    """A chunk by diffusers' DDPM; `network(sample, step_feature, cond)` defaults to the torch head."""
     from diffusers import DDPMScheduler
 
+    network = network or head.denoise
     sched = DDPMScheduler(num_train_timesteps=100, beta_schedule="squaredcos_cap_v2", clip_sample=True,
                           prediction_type="epsilon")
     sched.set_timesteps(steps)
     x = noise
     for t in sched.timesteps:
-        x = sched.step(head.denoise(x, head.step_features(t[None]), cond), t, x).prev_sample
+        x = sched.step(network(x, head.step_features(t[None]), cond), t, x).prev_sample
     return x
 
 
@@ -100,12 +116,122 @@ def onnx_fp32_head(head, cond, noise, repeats: int) -> dict:
     return {"chunk_ms": chunk_ms, "max_abs_diff_vs_torch": diff}
 
 
+LEROBOT_WORKER = Path(__file__).resolve().with_name("lerobot_head_worker.py")
+SIDE_BY_SIDE_ROWS = (("DDIM", 2), ("DDIM", 10), ("DDPM", 100))
+
+
+class LeRobotWorker:
+    """LeRobot's head in its own venv (benchmarks/lerobot_head_worker.py), one JSON line each way.
+    `-I` and cwd / keep this repository off the worker's import path."""
+
+    def __init__(self, python: str):
+        self.proc = subprocess.Popen([python, "-I", str(LEROBOT_WORKER)], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, text=True, cwd="/")
+
+    def __enter__(self) -> "LeRobotWorker":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.proc.stdin.close()
+        self.proc.wait(timeout=60)
+
+    def time(self, **request) -> dict:
+        self.proc.stdin.write(json.dumps(request) + "\n")
+        self.proc.stdin.flush()
+        line = self.proc.stdout.readline()
+        if not line:
+            raise RuntimeError(f"the LeRobot worker exited (rc {self.proc.wait()}); its stderr is above")
+        reply = json.loads(line)
+        if "error" in reply:
+            raise RuntimeError(f"LeRobot worker: {reply['error']}")
+        return reply
+
+
+def our_chunk_fns(head, scheduler: str, k: int, onnx_path: Path) -> dict:
+    """(condition, noise) → chunk for our torch eager head and our onnxruntime fp32 head, built as
+    the bundle builds them (`load_head`); DDPM runs diffusers' scheduler around the same networks."""
+    from edge.engines.table import HEAD_ENGINES, load_head, load_onnx
+
+    if scheduler == "DDPM":
+        ort = load_onnx("onnxruntime-cpu", onnx_path, "head")
+        return {"torch": lambda c, n: ddpm_chunk(head, c, n, k),
+                "onnxruntime": lambda c, n: ddpm_chunk(head, c, n, k, network=ort)}
+    sampler = DDIMSampler.leading(k) if k == 10 else DDIMSampler(trailing_timesteps(k))
+    return {"torch": load_head(HEAD_ENGINES[("torch", "fp32")], head, sampler),
+            "onnxruntime": load_head(HEAD_ENGINES[("onnxruntime-cpu", "fp32")], head, sampler, onnx_path)}
+
+
+def interleaved_rounds(ours: dict, worker: LeRobotWorker, cond, noise, repeats: int, rounds: int) -> tuple[dict, int]:
+    """Per row, per engine: one median per round; each round times ours, then LeRobot's."""
+    times = {row: {"torch": [], "onnxruntime": [], "lerobot": []} for row in ours}
+    params = 0
+    for _ in range(rounds):
+        for (scheduler, k), fns in ours.items():
+            n, warmup = (max(1, repeats // 3), 1) if scheduler == "DDPM" else (repeats, 2)
+            for name, fn in fns.items():
+                times[(scheduler, k)][name].append(median_ms(lambda fn=fn: fn(cond, noise), n, warmup))
+            reply = worker.time(k=k, scheduler=scheduler, repeats=n, warmup=warmup, threads=torch.get_num_threads())
+            times[(scheduler, k)]["lerobot"].append(reply["median_ms"])
+            params = reply["params"]
+    return times, params
+
+
+def lerobot_side_by_side(head, cond, noise, python: str, repeats: int, rounds: int, ddpm: bool) -> dict:
+    """Ours (torch eager, onnxruntime fp32) vs LeRobot 0.4.4's DiffusionModel, ms per chunk at equal K."""
+    import tempfile
+
+    from quantize.head_engine import export_fp32_network
+
+    rows = [row for row in SIDE_BY_SIDE_ROWS if ddpm or row[0] != "DDPM"]
+    with tempfile.TemporaryDirectory() as tmp, torch.inference_mode(), LeRobotWorker(python) as worker:
+        export_fp32_network(head, Path(tmp) / "head.fp32.onnx")
+        ours = {row: our_chunk_fns(head, *row, Path(tmp) / "head.fp32.onnx") for row in rows}
+        times, lerobot_params = interleaved_rounds(ours, worker, cond, noise, repeats, rounds)
+    front_end = sum(p.numel() for m in (head.norm_after_pool, head.combine) for p in m.parameters())
+    return {"rounds": rounds, "threads": torch.get_num_threads(), "lerobot_parameters": lerobot_params,
+            "our_parameters": sum(p.numel() for p in head.parameters()),
+            "our_condition_front_end_parameters": front_end,
+            "rows": {f"{s.lower()}{k}": side_by_side_row(s, k, times[(s, k)]) for s, k in rows}}
+
+
+def side_by_side_row(scheduler: str, k: int, times: dict) -> dict:
+    """Medians of the round medians, per step, and ours / LeRobot's for one sampler."""
+    chunk = {name: statistics.median(ms) for name, ms in times.items()}
+    return {"sampler": f"{scheduler}-{k}", "k": k, "chunk_ms": chunk,
+            "step_ms": {name: ms / k for name, ms in chunk.items()},
+            "ratio_vs_lerobot": {name: chunk[name] / chunk["lerobot"] for name in ("torch", "onnxruntime")},
+            "round_medians_ms": times}
+
+
+def print_side_by_side(side: dict) -> None:
+    rows = [[r["sampler"], *(f"{r['chunk_ms'][e]:.1f}" for e in ("lerobot", "torch", "onnxruntime")),
+             *(f"{r['ratio_vs_lerobot'][e]:.2f}x" for e in ("torch", "onnxruntime")),
+             " / ".join(f"{r['step_ms'][e]:.1f}" for e in ("lerobot", "torch", "onnxruntime"))]
+            for r in side["rows"].values()]
+    ours, front_end = side["our_parameters"], side["our_condition_front_end_parameters"]
+    print()
+    print_table(
+        f"Side by side with LeRobot 0.4.4's DiffusionModel ({side['lerobot_parameters'] / 1e6:.3f}M params; ours "
+        f"{ours / 1e6:.3f}M = {(ours - front_end) / 1e6:.3f}M noise network + {front_end / 1e6:.3f}M condition "
+        f"front-end), batch 1, {side['threads']} threads, median of {side['rounds']} interleaved rounds "
+        "(target: ours <= 0.5x LeRobot)",
+        ["sampler", "LeRobot ms/chunk", "ours torch", "ours onnxruntime", "torch/LeRobot", "onnxruntime/LeRobot",
+         "ms/step LeRobot / torch / ort"], rows, False, {})
+    for r in side["rows"].values():  # the spread shows how much the machine moved between rounds
+        rounds = r["round_medians_ms"]
+        print(f"{r['sampler']} round medians, ms: " + "; ".join(
+            f"{e} " + ", ".join(f"{ms:.0f}" for ms in rounds[e]) for e in ("lerobot", "torch", "onnxruntime")))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--no-ddpm", action="store_true", help="skip the slow 100-step DDPM row")
     parser.add_argument("--no-int8", action="store_true", help="skip the int8 head (its export takes a minute)")
+    parser.add_argument("--lerobot-python", metavar="PATH",
+                        help="the LeRobot venv's python (benchmarks/lerobot_venv.sh): time LeRobot's head side by side")
+    parser.add_argument("--lerobot-rounds", type=int, default=3, help="interleaved rounds of the side-by-side (>= 3)")
     args = parser.parse_args()
     torch.manual_seed(0)
     head = ConditionalUnet1D(512, HeadConfig()).eval()
@@ -146,6 +272,11 @@ def main() -> None:
         "onnxruntime_fp32_head": onnx_fp32,
         "int8_head": int8,
     }
+    side = None
+    if args.lerobot_python:
+        side = lerobot_side_by_side(head, cond, noise, args.lerobot_python, args.repeats,
+                                    max(3, args.lerobot_rounds), not args.no_ddpm)
+        payload["lerobot_side_by_side"] = side
     ort_line = (f"; onnxruntime fp32 DDIM-2 {results['ort fp32 ddim2']:.1f} ms = "
                 f"{results['ddim2'] / results['ort fp32 ddim2']:.2f}x faster than torch, max |diff| "
                 f"{onnx_fp32['max_abs_diff_vs_torch']:.1e}")
@@ -157,6 +288,8 @@ def main() -> None:
         f"bare UNet step {bare:.1f} ms = {bare / floor_ms:.2f}x the memory floor ({floor_ms:.1f} ms); "
         f"sampler overhead {overhead * 100:+.1f}% per step{details}",
         ["sampler", "ms/chunk", "speedup vs DDIM-10", "step / floor"], rows, args.json, payload)
+    if side and not args.json:
+        print_side_by_side(side)
 
 
 if __name__ == "__main__":
