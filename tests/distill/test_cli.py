@@ -68,6 +68,21 @@ def test_distills_writes_a_policy_whose_fidelity_reproduces_on_reload(tiny_outpu
     assert "paired RMSE" in text and "SYNTHETIC" in text
 
 
+def test_one_step_student_reloads_sampling_at_t50(tiny_output, tmp_path, capsys):
+    # Output matching puts a one-step student's step where the x0 gain is ~1 (schedule.py); the
+    # reloaded policy must sample there, through the runtime's own sampler.
+    out = tmp_path / "k1"
+    args = ["distill", str(tiny_output), "--steps", "1", "--synthetic-calibration", "10", "--output", str(out), *FAST]
+    assert main([*args, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["distillation"]["timesteps"] == [50]
+    student = load_policy(out)
+    assert student.sampler().timesteps.tolist() == [50]
+    images, state, instruction = synthetic_observations(student, 1, seed=3)[0]
+    chunk = student.predict(images, state, instruction).normalized
+    assert chunk.shape == (student.config.head.chunk_size, student.config.head.action_dim)
+    assert np.abs(chunk).max() <= 1.0 and np.isfinite(chunk).all()
+
+
 def test_reads_a_capture_directory(tiny_policy, tmp_path):
     rng = np.random.default_rng(0)
     for cam in ("left", "right"):
