@@ -11,7 +11,9 @@ No image features, so no torchvision backbone is built. Random weights (seed 0):
 Protocol, one JSON object per line. stdin: {"k": 2, "repeats": 5, "threads": 2} with optional
 "scheduler" ("DDIM", the default, or "DDPM") and "warmup" (default 2). stdout: {"median_ms": ...,
 "times_ms": [...], "params": ..., ...} timing `conditional_sample(batch_size=1, global_cond=...)`
-with K inference steps, or {"error": "..."}. Nothing else is written to stdout.
+with K inference steps, or {"error": "..."}. Nothing else is written to stdout. With "cond"
+([1, 512]) and "noise" ([1, 16, 10]) as nested lists, the worker samples from those instead of its
+own fixed ones and also returns the last "chunk" (benchmarks/policy_latency.py).
 
     echo '{"k": 2, "repeats": 5, "threads": 2}' | .venv-lerobot/bin/python benchmarks/lerobot_head_worker.py
 """
@@ -66,21 +68,22 @@ class Heads:
         return self.models[scheduler]
 
 
-def time_chunks(model: DiffusionModel, heads: Heads, repeats: int, warmup: int) -> tuple[list[float], tuple]:
-    """Wall times (ms) of `repeats` chunks after `warmup` untimed ones, and the chunk's shape."""
+def time_chunks(model: DiffusionModel, global_cond: torch.Tensor, noise: torch.Tensor, repeats: int,
+                warmup: int) -> tuple[list[float], torch.Tensor]:
+    """Wall times (ms) of `repeats` chunks after `warmup` untimed ones, and the last chunk."""
     def chunk():
-        return model.conditional_sample(batch_size=1, global_cond=heads.global_cond, noise=heads.noise)
+        return model.conditional_sample(batch_size=1, global_cond=global_cond, noise=noise)
 
-    shape = ()
     with torch.inference_mode():
+        last = None
         for _ in range(warmup):
-            shape = tuple(chunk().shape)
+            last = chunk()
         times = []
         for _ in range(repeats):
             t = time.perf_counter()
-            shape = tuple(chunk().shape)
+            last = chunk()
             times.append((time.perf_counter() - t) * 1e3)
-    return times, shape
+    return times, last
 
 
 def handle(request: dict, heads: Heads) -> dict:
@@ -88,11 +91,15 @@ def handle(request: dict, heads: Heads) -> dict:
     scheduler, k = request.get("scheduler", "DDIM"), int(request["k"])
     model = heads.get(scheduler)
     model.num_inference_steps = k  # what conditional_sample passes to set_timesteps
-    times, shape = time_chunks(model, heads, int(request.get("repeats", 5)), int(request.get("warmup", 2)))
+    given = "cond" in request  # a whole-policy benchmark passes its own condition and noise
+    cond = torch.tensor(request["cond"], dtype=torch.float32) if given else heads.global_cond
+    noise = torch.tensor(request["noise"], dtype=torch.float32) if given else heads.noise
+    times, chunk = time_chunks(model, cond, noise, int(request.get("repeats", 5)), int(request.get("warmup", 2)))
     params = sum(p.numel() for p in model.parameters())
-    return {"median_ms": statistics.median(times), "times_ms": times, "params": params, "k": k,
-            "scheduler": scheduler, "chunk_shape": list(shape), "global_cond_dim": GLOBAL_COND_DIM,
-            "threads": torch.get_num_threads(), "lerobot": _version()}
+    reply = {"median_ms": statistics.median(times), "times_ms": times, "params": params, "k": k,
+             "scheduler": scheduler, "chunk_shape": list(chunk.shape), "global_cond_dim": GLOBAL_COND_DIM,
+             "threads": torch.get_num_threads(), "lerobot": _version()}
+    return reply | ({"chunk": chunk.tolist()} if given else {})
 
 
 def _version() -> str:

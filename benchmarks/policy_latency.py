@@ -4,6 +4,10 @@ vision + language and the head's K steps, measured side by side in one run as
   reference: fp32 torch eager, DDIM-10 (the reference's setting: leading timesteps)
   cpu-dev:   the bundle `quantize` builds under the cpu-dev profile (int8 QDQ vision and language
              on onnxruntime, distilled K=2 head), loaded by the runtime's own loader
+  lerobot-head (with --lerobot-python, TinyVLA-S dims only): the reference with its head swapped
+             for LeRobot 0.4.4's DiffusionModel at DDIM-10 (its own venv, benchmarks/lerobot_venv.sh),
+             sampling from the reference's condition and noise; LeRobot's UNet has its own random
+             weights, so the row is latency only
 
 Both take the same raw camera frames, state, instruction and initial noise through the
 predictors the runtime uses (`TorchPredictor`, `BundlePredictor`), so preprocessing, tokenizing
@@ -13,6 +17,7 @@ speedup; the bundle's own fidelity figure (normalized action RMSE vs fp32 on hel
 read from its build summary. Target (issue 19): cpu-dev ≥ 4× the fp32 reference setting.
 
     python benchmarks/policy_latency.py [--dims tiny|s] [--repeats N] [--distill-iterations N] [--json]
+                                        [--lerobot-python .venv-lerobot/bin/python]
 
 `--dims tiny` (default) is the tests' tiny policy: seconds to build. `--dims s` is TinyVLA-S widths
 (CLIP ViT-L/14-336 + Pythia-70M + the reference head, random weights): building its bundle (export,
@@ -23,6 +28,7 @@ are cached under benchmarks/.cache/policy_latency/<dims>/.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import shutil
 import statistics
@@ -106,6 +112,20 @@ def calibration_frames(directory: Path, frames: int = 12) -> Path:
     return directory
 
 
+def lerobot_head_predictor(policy, worker):
+    """The reference predictor with LeRobot's head sampling its chunk (same condition, noise and
+    DDIM-10 leading schedule), through the worker of benchmarks/head_latency.py."""
+    from edge.policy.predictor import TorchPredictor
+
+    class LeRobotHead(TorchPredictor):
+        def sample_head(self, cond: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+            reply = worker.time(k=REFERENCE_STEPS, scheduler="DDIM", repeats=1, warmup=0,
+                                threads=torch.get_num_threads(), cond=cond.tolist(), noise=noise.tolist())
+            return torch.tensor(reply["chunk"], dtype=torch.float32)
+
+    return LeRobotHead(policy, sampler=policy.sampler(REFERENCE_STEPS), max_prompt_tokens=64)
+
+
 def observation(cameras: int, seed: int = 0) -> tuple[list[np.ndarray], np.ndarray]:
     rng = np.random.default_rng(seed)
     images = [rng.integers(0, 256, (48, 64, 3), dtype=np.uint8) for _ in range(cameras)]
@@ -140,7 +160,11 @@ def main() -> None:
     parser.add_argument("--distill-iterations", type=int, default=200,
                         help="head distillation iterations for the cpu-dev bundle (the demo's default)")
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--lerobot-python", metavar="PATH",
+                        help="the LeRobot venv's python (benchmarks/lerobot_venv.sh): add a row with LeRobot's head (--dims s)")
     args = parser.parse_args()
+    if args.lerobot_python and args.dims != "s":
+        parser.error("--lerobot-python needs --dims s: LeRobot's head is built at TinyVLA-S dims (512-wide condition)")
 
     from edge.bundle.predictor import load_predictor
     from edge.policy.predictor import TorchPredictor
@@ -154,7 +178,16 @@ def main() -> None:
     cfg = policy.config
     images, state = observation(cfg.num_cameras)
     noise = torch.randn((1, cfg.head.chunk_size, cfg.head.action_dim), generator=torch.Generator().manual_seed(3))
-    results = measure({"reference": reference, "cpu-dev": cpu_dev}, args.repeats, noise, images, state)
+    predictors = {"reference": reference, "cpu-dev": cpu_dev}
+    with contextlib.ExitStack() as stack:
+        if args.lerobot_python:
+            from benchmarks.head_latency import LeRobotWorker
+
+            worker = stack.enter_context(LeRobotWorker(args.lerobot_python))
+            predictors["lerobot-head"] = lerobot_head_predictor(policy, worker)
+        results = measure(predictors, args.repeats, noise, images, state)
+    if "lerobot-head" in results:
+        results["lerobot-head"]["setting"] = f"fp32 torch eager backbone, LeRobot 0.4.4 head DDIM-{REFERENCE_STEPS}"
     results["reference"]["setting"] = f"fp32 torch eager, DDIM-{REFERENCE_STEPS} (leading)"
     results["cpu-dev"]["setting"] = (f"{PROFILE} bundle: vision/language "
                                      f"{'/'.join(f'{c.engine} {c.precision}' for c in cpu_dev.manifest.components.values())}, "
@@ -167,7 +200,8 @@ def main() -> None:
     rows = []
     for name, r in results.items():
         stage_text = " ".join(f"{k} {v:.1f}" for k, v in r["stage_median_ms"].items())
-        ratio = "1.00x" if name == "reference" else f"{speedup_median:.2f}x / {speedup_p99:.2f}x"
+        ratio = (f"{results['reference']['median_ms'] / r['median_ms']:.2f}x / "
+                 f"{results['reference']['p99_ms'] / r['p99_ms']:.2f}x")
         rows.append([name, r["setting"], f"{r['median_ms']:.1f}", f"{r['p99_ms']:.1f}", ratio, stage_text])
     rmse = (summary.get("fidelity") or {}).get("action_rmse")
     print_table(f"Whole policy per inference ({args.dims} dims, 2 cameras, {torch.get_num_threads()} threads, "

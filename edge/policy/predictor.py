@@ -41,9 +41,14 @@ class TorchPredictor:
         watch.lap("language")
         cond = net.embed_out.encode_condition(hidden, obs.states)
         noise = self.policy.initial_noise(self._generator) if noise is None else torch.as_tensor(noise, dtype=torch.float32)
-        normalized = net.sample(cond, noise, self.sampler, self._step_features)
+        normalized = self.sample_head(cond, noise)
         watch.lap("head")
         return Prediction(normalized[0].numpy(), watch.times)
+
+    def sample_head(self, cond: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        """The head's normalized chunk [1, chunk, action_dim] for one condition and initial noise
+        (benchmarks/policy_latency.py swaps another implementation's head in here)."""
+        return self.policy.network.sample(cond, noise, self.sampler, self._step_features)
 
     def prompt_tokens(self, instruction: str) -> int:
         """Prompt tokens after the image token, as a bundle built from this policy budgets them."""
