@@ -55,6 +55,7 @@ TOKEN_DIM = 32
 HEAD = HeadConfig(action_dim=ACTION_DIM, state_dim=OBS_DIM, chunk_size=HORIZON, down_dims=(16, 32, 64),
                   kernel_size=5, step_embed_dim=32, n_groups=8)
 TEACHER = "teacher"
+TEACHER_STEPS = 10  # DDIM steps of 100, the reference's setting
 STUDENTS = {"output-matching": (4, 2, 1), "consistency": (2, 1)}  # method → the K it is distilled to
 TARGET_POINTS = {2: 2, 1: 5}  # issue 19: K within this many points of the teacher's mean success
 MAX_EPISODE_STEPS = 200
@@ -246,7 +247,7 @@ def column_name(method: str, k: int) -> str:
     of a method's schedule never reuses a student or a result of the old one."""
     if method == TEACHER:
         return "teacher"
-    return f"{method}-k{k}-at" + "-".join(map(str, rounds_for(method, k, 10)[-1].student_timesteps))
+    return f"{method}-k{k}-at" + "-".join(map(str, rounds_for(method, k, TEACHER_STEPS)[-1].student_timesteps))
 
 
 def distill_students(policy: StatePolicy, conditions: torch.Tensor, method: str, args) -> tuple[dict, dict]:
@@ -327,7 +328,7 @@ def main() -> None:
     with torch.no_grad():
         conditions = policy.condition(torch.from_numpy(demos["obs"][pick]), torch.from_numpy(demos["task"][pick]).long())
 
-    heads = {(TEACHER, 10): (policy.head, leading_timesteps(10))}
+    heads = {(TEACHER, TEACHER_STEPS): (policy.head, leading_timesteps(TEACHER_STEPS))}
     fidelity = {}
     for method in methods:
         method_heads, method_fidelity = distill_students(policy, conditions, method, args)
@@ -358,12 +359,12 @@ def main() -> None:
 
 
 def render(results, latency, fidelity, heads, args, elapsed_s: float) -> str:
-    params = sum(p.numel() for p in heads[(TEACHER, 10)][0].parameters())
+    params = sum(p.numel() for p in heads[(TEACHER, TEACHER_STEPS)][0].parameters())
     cols = list(heads)
     students = cols[1:]
     rate = {c: {task: 100 * results[f"{column_name(*c)}/{task}"] for task in TASKS} for c in cols}
     means = {c: float(np.mean(list(rate[c].values()))) for c in cols}
-    teacher = (TEACHER, 10)
+    teacher = (TEACHER, TEACHER_STEPS)
     header = "| task | " + " | ".join("teacher (10 steps)" if c == teacher else f"{c[0]} K = {c[1]}" for c in cols) + " |"
     lines = [header, "|" + "---|" * (len(cols) + 1)]
     for task in TASKS:
